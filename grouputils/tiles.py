@@ -1,0 +1,232 @@
+"""Tile maths on morecantile, tile <-> path conversion, and listing outputs.
+
+All coordinates are in the tile matrix set's CRS (for ``WorldCRS84Quad``,
+longitude/latitude in degrees). Tiles are :class:`morecantile.Tile` named
+tuples ``Tile(x, y, z)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+import morecantile
+import numpy as np
+from morecantile import Tile
+
+from grouputils.config import Config
+from grouputils.errors import InputError
+
+__all__ = ["Tile", "Tiles", "get_tms", "tile_from_path", "tile_to_str", "str_to_tile"]
+
+Kind = Literal["input", "staged", "geotiff", "web_tiles"]
+_EXT = {"staged": ".gpkg", "geotiff": ".tif", "web_tiles": ".png"}
+
+
+@functools.lru_cache(maxsize=16)
+def get_tms(tms_id: str) -> morecantile.TileMatrixSet:
+    """Return the morecantile tile matrix set ``tms_id`` (cached; TMS objects are immutable)."""
+    return morecantile.tms.get(tms_id)
+
+
+def tile_to_str(tile: Tile) -> str:
+    """``Tile(x=1, y=2, z=3)`` as the string stored in ``staging_tile``."""
+    return f"Tile(x={tile.x}, y={tile.y}, z={tile.z})"
+
+
+def str_to_tile(text: str) -> Tile:
+    """Inverse of :func:`tile_to_str`."""
+    try:
+        inner = text.strip()[len("Tile(") : -1]
+        parts = dict(p.strip().split("=") for p in inner.split(","))
+        return Tile(int(parts["x"]), int(parts["y"]), int(parts["z"]))
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"not a tile string: {text!r}") from e
+
+
+def tile_from_path(path: str | Path) -> Tile:
+    """Read the tile from a path that ends in ``<z>/<x>/<y>.<ext>``.
+
+    Raises
+    ------
+    InputError
+        If the last three parts of the path are not integers.
+    """
+    p = Path(path)
+    try:
+        z, x, y = int(p.parent.parent.name), int(p.parent.name), int(p.stem)
+    except ValueError:
+        raise InputError(p, "is not a tile path: it should end in <z>/<x>/<y> with integers") from None
+    if min(x, y, z) < 0:
+        raise InputError(p, "is not a tile path: negative tile index")
+    return Tile(x, y, z)
+
+
+class Tiles:
+    """Tile maths and output paths for one :class:`~grouputils.config.Config`.
+
+    Parameters
+    ----------
+    config : Config
+        Supplies the tile matrix set, the zoom level and the folders.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def __reduce__(self):  # picklable without the TMS object
+        return (Tiles, (self.config,))
+
+    @property
+    def tms(self) -> morecantile.TileMatrixSet:
+        """The morecantile tile matrix set."""
+        return get_tms(self.config.tms)
+
+    # ---------------------------------------------------------------- maths
+    def bounds(self, tile: Tile) -> morecantile.BoundingBox:
+        """Bounds of ``tile`` in the TMS CRS (left, bottom, right, top)."""
+        return self.tms.xy_bounds(tile)
+
+    def _grid(self, z: int) -> tuple[float, float, float, float, bool]:
+        b = self.tms.xy_bounds(Tile(0, 0, z))
+        top_left = self.tms.matrix(z).cornerOfOrigin != "bottomLeft"
+        oy = b.top if top_left else b.bottom
+        return b.left, oy, b.right - b.left, b.top - b.bottom, top_left
+
+    def tile_indices(self, x: np.ndarray, y: np.ndarray, z: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Column and row of the tiles holding points, vectorized.
+
+        Follows morecantile's rule (``TileMatrixSet._tile``): ``floor`` of the
+        offset from the origin in tile widths, clamped to the matrix. A point
+        on a tile edge belongs to the tile to its right (and below, for a
+        top-left origin).
+
+        Parameters
+        ----------
+        x, y : ndarray of float
+            Coordinates in the TMS CRS.
+        z : int, optional
+            Zoom level; default the config's.
+
+        Returns
+        -------
+        tuple of ndarray of int64
+            Tile columns and rows.
+        """
+        z = self.config.z if z is None else z
+        ox, oy, w, h, top_left = self._grid(z)
+        m = self.tms.matrix(z)
+        col = np.floor((np.asarray(x, dtype="f8") - ox) / w)
+        off = (oy - np.asarray(y, dtype="f8")) if top_left else (np.asarray(y, dtype="f8") - oy)
+        row = np.floor(off / h)
+        col = np.clip(np.nan_to_num(col, nan=0.0), 0, m.matrixWidth - 1).astype("i8")
+        row = np.clip(np.nan_to_num(row, nan=0.0), 0, m.matrixHeight - 1).astype("i8")
+        return col, row
+
+    def tile_boxes(self, cols: np.ndarray, rows: np.ndarray, z: int | None = None) -> np.ndarray:
+        """Bounds (left, bottom, right, top) of many tiles as an ``(n, 4)`` array."""
+        z = self.config.z if z is None else z
+        ox, oy, w, h, top_left = self._grid(z)
+        cols = np.asarray(cols, dtype="f8")
+        rows = np.asarray(rows, dtype="f8")
+        left = ox + cols * w
+        if top_left:
+            top = oy - rows * h
+            bottom = top - h
+        else:
+            bottom = oy + rows * h
+            top = bottom + h
+        return np.column_stack([left, bottom, left + w, top])
+
+    def get_parent_tile(self, tile: Tile) -> Tile:
+        """The tile one zoom level up that contains ``tile``."""
+        if tile.z == 0:
+            raise ValueError(f"{tile_to_str(tile)} is at zoom 0 and has no parent")
+        return Tile(tile.x // 2, tile.y // 2, tile.z - 1)
+
+    def get_child_tiles(self, tile: Tile) -> list[Tile]:
+        """The four tiles one zoom level down, in row-major order."""
+        return [Tile(2 * tile.x + dx, 2 * tile.y + dy, tile.z + 1) for dy in (0, 1) for dx in (0, 1)]
+
+    # ---------------------------------------------------------------- paths
+    def _root(self, kind: Kind, statistic: str | None = None) -> Path:
+        c = self.config
+        if kind == "staged":
+            return c.dir_staged / c.tms
+        if kind == "geotiff":
+            return c.dir_geotiff / c.tms
+        if kind == "web_tiles":
+            if statistic is None:
+                raise ValueError("web tile paths need a statistic name")
+            return c.dir_web_tiles / statistic / c.tms
+        raise ValueError(f"unknown kind {kind!r}; use 'staged', 'geotiff' or 'web_tiles'")
+
+    def path(self, kind: Kind, tile: Tile, statistic: str | None = None) -> Path:
+        """Output path of ``tile`` for ``kind`` (``'staged'``, ``'geotiff'`` or ``'web_tiles'``)."""
+        return self._root(kind, statistic) / str(tile.z) / str(tile.x) / f"{tile.y}{_EXT[kind]}"
+
+    def tile_from_path(self, path: str | Path) -> Tile:
+        """The tile a ``<z>/<x>/<y>.<ext>`` path stands for."""
+        return tile_from_path(path)
+
+    def get_filenames_from_dir(self, kind: Kind, z: int | None = None) -> list[Path]:
+        """List input files or outputs in a deterministic order.
+
+        Parameters
+        ----------
+        kind : {'input', 'staged', 'geotiff', 'web_tiles'}
+            Which folder to list.
+        z : int, optional
+            Only this zoom level (ignored for ``'input'``).
+
+        Returns
+        -------
+        list of Path
+            Inputs sorted by their path relative to ``dir_input``; tiles sorted
+            by (statistic,) z, x, y numerically. Temporary files are skipped.
+        """
+        if kind == "input":
+            root = self.config.dir_input
+            if not root.is_dir():
+                return []
+            ext = self.config.input_ext.lower()
+            files = [p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(ext)]
+            return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+        if kind == "web_tiles":
+            roots = [self._root(kind, s) for s in self.config.statistic_names]
+        else:
+            roots = [self._root(kind)]
+        out: list[Path] = []
+        for root in roots:
+            out.extend(self._list_tiles(root, _EXT[kind], z))
+        return out
+
+    @staticmethod
+    def _list_tiles(root: Path, ext: str, z: int | None) -> list[Path]:
+        if not root.is_dir():
+            return []
+        found: list[tuple[tuple[int, int, int], Path]] = []
+        zdirs = [root / str(z)] if z is not None else [d for d in root.iterdir() if d.is_dir()]
+        for zdir in zdirs:
+            if not zdir.is_dir() or not zdir.name.isdigit():
+                continue
+            for xdir in zdir.iterdir():
+                if not xdir.name.isdigit():
+                    continue
+                for f in xdir.iterdir():
+                    if f.suffix == ext and f.stem.isdigit():
+                        found.append(((int(zdir.name), int(xdir.name), int(f.stem)), f))
+        found.sort(key=lambda t: t[0])
+        return [p for _, p in found]
+
+    def tiles_in(self, kind: Kind, z: int | None = None) -> list[Tile]:
+        """The tiles present on disk for ``kind`` (deduplicated across statistics)."""
+        seen = dict.fromkeys(tile_from_path(p) for p in self.get_filenames_from_dir(kind, z))
+        return sorted(seen, key=lambda t: (t.z, t.x, t.y))
+
+
+def unique_tiles(tiles: Iterable[Tile]) -> list[Tile]:
+    """Distinct tiles sorted by (z, x, y)."""
+    return sorted(set(tiles), key=lambda t: (t.z, t.x, t.y))
