@@ -1,0 +1,888 @@
+"""Staging: cut input GeoPackages of polygons into tiles of a tile matrix set.
+
+Staging is a *map* step followed by a *reduce* step:
+
+``TileStager.stage(path)`` (map, one input file, any worker)
+    reads the file in chunks (pyogrio, Arrow), assigns the default CRS if the
+    file has none (with a warning), repairs invalid polygons and drops
+    non-polygons (counted, with a warning), simplifies in a local equal-area
+    projection, computes the ``staging_*`` properties, assigns every polygon to
+    every tile its geometry intersects (and to its centroid's tile), and writes
+    one *part* per (input file, tile, chunk) under ``staging-parts/``. Nothing is
+    ever appended: every part has its own name, written to a temporary file
+    and renamed. Last, a small per-file manifest is renamed into place; it is
+    what makes the new parts count ("commit"). Parts of an earlier staging of
+    the same file are deleted only after that. A run killed at any point
+    therefore leaves either the old or the new staging of the file, never a
+    mix, and re-staging a file replaces its rows instead of duplicating them.
+
+``TileStager.finalize()`` (reduce, one tile at a time, any worker)
+    gathers the committed parts of a tile, flags duplicates across input files
+    (:mod:`grouputils.dedup`), sorts rows deterministically and writes the
+    final ``staged/<TMS>/<z>/<x>/<y>.gpkg``. The tile records a fingerprint of
+    the parts it was made from; the rasterizer refuses a tile whose parts have
+    changed since (:class:`~grouputils.errors.NotFinalizedError`).
+
+Because every file is written by exactly one task and renamed into place,
+this holds for many processes on one machine and for many hosts writing to
+one shared file system, with no locks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyogrio
+import pyproj
+import shapely
+from tqdm.auto import tqdm
+
+from grouputils.atomic import atomic_path, write_json_atomic, write_text_atomic
+from grouputils.config import Config
+from grouputils.dedup import duplicate_flags
+from grouputils.errors import (
+    ConfigError,
+    InputError,
+    MissingCRSWarning,
+    NotFinalizedError,
+    OutputError,
+    RepairWarning,
+)
+from grouputils.tiles import Tile, Tiles, str_to_tile, tile_from_path, tile_to_str
+
+__all__ = [
+    "initialize_stager",
+    "TileStager",
+    "StageResult",
+    "read_staged_tile",
+    "STAGING_COLUMNS",
+    "STAGED_LAYER",
+]
+
+log = logging.getLogger(__name__)
+
+STAGED_LAYER = "staged"
+STAGING_COLUMNS = (
+    "staging_centroid_x",
+    "staging_centroid_y",
+    "staging_area",
+    "staging_id",
+    "staging_filename",
+    "staging_tile",
+    "staging_centroid_within_tile",
+    "staging_duplicated",
+)
+# Settings that change what staging writes (chunk_size does not, by design).
+STAGING_SETTINGS = ("tms", "z", "input_layer", "default_crs", "simplify_tolerance")
+FINALIZE_SETTINGS = STAGING_SETTINGS + ("dedup_overlap",)
+_META_KEY = "grouputils_parts"
+_SOURCE = "_source"  # hidden sort keys in parts, dropped from staged tiles
+_FID = "_fid"
+_MANIFESTS = "manifests"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResult:
+    """What :meth:`TileStager.stage` did to one input file.
+
+    Attributes
+    ----------
+    path : Path
+        The input file.
+    tiles : int
+        Number of tiles its polygons were written to.
+    polygons_read : int
+        Features read from the file.
+    polygons_written : int
+        Polygons kept (each written to one or more tiles).
+    rows_written : int
+        Rows written over all tiles (a polygon crossing tile edges counts once per tile).
+    repaired : int
+        Invalid polygons repaired with ``make_valid``.
+    dropped : int
+        Features dropped (not polygons, empty, or nothing polygonal after repair).
+    seconds : float
+        Wall time.
+    """
+
+    path: Path
+    tiles: int
+    polygons_read: int
+    polygons_written: int
+    rows_written: int
+    repaired: int
+    dropped: int
+    seconds: float
+
+
+def _sha(text: str, n: int = 12) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _tms_crs(tiles: Tiles) -> pyproj.CRS:
+    return pyproj.CRS.from_user_input(tiles.tms.crs.srs)
+
+
+class TileStager:
+    """Stage input GeoPackages into tiles. Build one with :func:`initialize_stager`.
+
+    Parameters
+    ----------
+    config : Config
+        Settings and folders.
+
+    Attributes
+    ----------
+    config : Config
+        The frozen settings (``stager.config.get('dir_staged')`` etc.).
+    tiles : Tiles
+        Tile maths and listings (``stager.tiles.get_filenames_from_dir('staged')``).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tiles = Tiles(config)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"TileStager(dir_input={str(c.dir_input)!r}, dir_output={str(c.dir_output)!r}, tms={c.tms!r}, z={c.z})"
+
+    def __reduce__(self):
+        return (TileStager, (self.config,))
+
+    # ------------------------------------------------------------ locations
+    @property
+    def _parts_root(self) -> Path:
+        return self.config.dir_staging_parts / self.config.tms / str(self.config.z)
+
+    @property
+    def _manifest_dir(self) -> Path:
+        return self.config.dir_staging_parts / _MANIFESTS
+
+    def source_key(self, path: str | Path) -> str:
+        """Path of an input relative to ``dir_input`` (POSIX), or its name if outside."""
+        p = Path(path).resolve()
+        try:
+            return p.relative_to(self.config.dir_input.resolve()).as_posix()
+        except ValueError:
+            return p.name
+
+    def _safe_key(self, key: str) -> str:
+        stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(key).stem)[:60]
+        return f"{stem}-{_sha(key, 8)}"
+
+    def _manifest_path(self, key: str) -> Path:
+        return self._manifest_dir / f"{self._safe_key(key)}.json"
+
+    def _tile_parts_dir(self, tile: Tile) -> Path:
+        return self._parts_root / str(tile.x) / str(tile.y)
+
+    def _check_output_dir(self) -> None:
+        out = self.config.dir_output
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(out, f"cannot create the output folder ({e.strerror or e})") from e
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise OutputError(out, "the output folder is not writable")
+
+    # ------------------------------------------------------------- manifests
+    def read_manifest(self, path: str | Path) -> dict[str, Any] | None:
+        """The committed manifest of an input file, or None if it was never staged."""
+        return self._read_manifest_file(self._manifest_path(self.source_key(path)))
+
+    @staticmethod
+    def _read_manifest_file(mpath: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads(mpath.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """Committed manifests of every staged input, sorted by source."""
+        if not self._manifest_dir.is_dir():
+            return []
+        out = []
+        for m in sorted(self._manifest_dir.glob("*.json")):
+            data = self._read_manifest_file(m)
+            if data is not None:
+                out.append(data)
+        return sorted(out, key=lambda d: d["source"])
+
+    def input_signature(self, path: str | Path) -> dict[str, Any]:
+        """Size and modification time of an input: what makes a staging stale."""
+        st = Path(path).stat()
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    def is_staged(self, path: str | Path) -> bool:
+        """True if ``path`` was staged with the current settings and has not changed since."""
+        m = self.read_manifest(path)
+        if m is None or not Path(path).exists():
+            return False
+        return m["signature"] == self.input_signature(path) and m["settings"] == self.config.fingerprint(
+            *STAGING_SETTINGS
+        )
+
+    # ------------------------------------------------------------------ stage
+    def stage(self, path: str | Path) -> StageResult:
+        """Stage one input file: cut its polygons into tiles (the *map* step).
+
+        Run :meth:`finalize` after all inputs are staged to write the final
+        tiles with duplicate flags. Staging a file again replaces its rows.
+
+        Parameters
+        ----------
+        path : str or Path
+            A GeoPackage (or any OGR vector file) of polygons.
+
+        Returns
+        -------
+        StageResult
+            Counts and timing.
+
+        Raises
+        ------
+        InputError
+            Missing, unreadable, empty or polygon-free input; no matching layer.
+        OutputError
+            The output folder cannot be written.
+        """
+        t0 = time.perf_counter()
+        path = Path(path)
+        self._check_inputs_outputs(path)
+        layer, info = _choose_layer(path, self.config.input_layer)
+        crs = info.get("crs")
+        if not crs:
+            warnings.warn(
+                f"{path}: no CRS declared; assuming {self.config.default_crs}",
+                MissingCRSWarning,
+                stacklevel=2,
+            )
+            crs = self.config.default_crs
+        try:
+            src_crs = pyproj.CRS.from_user_input(crs)
+        except pyproj.exceptions.CRSError as e:
+            raise InputError(path, f"its CRS {crs!r} is not understood ({e})") from e
+        key = self.source_key(path)
+        token = uuid.uuid4().hex[:10]
+        proc = _Processor(self, path, key, src_crs, layer, info)
+        counts = {"read": 0, "kept": 0, "rows": 0, "repaired": 0, "dropped": 0}
+        tiles_written: dict[str, dict[str, Any]] = {}
+        written: list[Path] = []
+        try:
+            for chunk_no, batch in enumerate(_read_batches(path, layer, self.config.chunk_size)):
+                table, c = proc.process(batch)
+                for k in c:
+                    counts[k] += c[k]
+                written.extend(self._write_parts(table, key, token, chunk_no, tiles_written))
+            if counts["read"] == 0:
+                raise InputError(path, f"layer {layer!r} has no features")
+            if counts["kept"] == 0:
+                raise InputError(path, f"layer {layer!r} has no polygon geometries ({counts['dropped']} dropped)")
+            if counts["dropped"]:
+                warnings.warn(
+                    f"{path}: dropped {counts['dropped']} features that are not polygons (or are empty)",
+                    RepairWarning,
+                    stacklevel=2,
+                )
+            if counts["repaired"]:
+                warnings.warn(
+                    f"{path}: repaired {counts['repaired']} invalid polygons with make_valid",
+                    RepairWarning,
+                    stacklevel=2,
+                )
+            seconds = time.perf_counter() - t0
+            manifest = {
+                "source": key,
+                "filename": path.name,
+                "token": token,
+                "layer": layer,
+                "crs_assumed": not info.get("crs"),
+                "signature": self.input_signature(path),
+                "settings": self.config.fingerprint(*STAGING_SETTINGS),
+                "counts": counts,
+                "seconds": round(seconds, 4),
+                "tiles": dict(sorted(tiles_written.items())),
+            }
+            old = self._read_manifest_file(self._manifest_path(key))
+            write_json_atomic(self._manifest_path(key), manifest)  # the commit point
+        except BaseException:
+            for p in written:
+                p.unlink(missing_ok=True)
+            raise
+        if old is not None:
+            self._delete_parts(old)
+        log.info("staged %s: %d polygons into %d tiles", path.name, counts["kept"], len(tiles_written))
+        return StageResult(
+            path=path,
+            tiles=len(tiles_written),
+            polygons_read=counts["read"],
+            polygons_written=counts["kept"],
+            rows_written=counts["rows"],
+            repaired=counts["repaired"],
+            dropped=counts["dropped"],
+            seconds=seconds,
+        )
+
+    def _check_inputs_outputs(self, path: Path) -> None:
+        if not path.exists():
+            raise InputError(path, "does not exist")
+        if not path.is_file():
+            raise InputError(path, "is not a file")
+        out = self.config.dir_output.resolve()
+        if out == path.parent.resolve() or out in path.resolve().parents:
+            raise ConfigError(f"{out}: the output folder must not be the input's folder or hold it")
+        self._check_output_dir()
+
+    def _write_parts(
+        self, table: pa.Table, key: str, token: str, chunk_no: int, tiles_written: dict[str, dict[str, Any]]
+    ) -> list[Path]:
+        if table.num_rows == 0:
+            return []
+        tile_x = table.column("_tile_x").to_numpy()
+        tile_y = table.column("_tile_y").to_numpy()
+        within = table.column("staging_centroid_within_tile").to_numpy(zero_copy_only=False)
+        order = np.lexsort((tile_y, tile_x))
+        table = table.take(pa.array(order)).drop_columns(["_tile_x", "_tile_y"])
+        tx, ty, w = tile_x[order], tile_y[order], within[order]
+        starts = np.flatnonzero(np.r_[True, (tx[1:] != tx[:-1]) | (ty[1:] != ty[:-1])])
+        ends = np.r_[starts[1:], len(tx)]
+        out = []
+        name = f"{self._safe_key(key)}.{token}.{chunk_no:05d}.parquet"
+        for s, e in zip(starts, ends):
+            tile = Tile(int(tx[s]), int(ty[s]), self.config.z)
+            dest = self._tile_parts_dir(tile) / name
+            with atomic_path(dest) as tmp:
+                pq.write_table(table.slice(s, e - s), tmp, compression="none")
+            out.append(dest)
+            entry = tiles_written.setdefault(f"{tile.x}/{tile.y}", {"parts": [], "rows": 0, "centroids": 0})
+            entry["parts"].append(name)
+            entry["rows"] += int(e - s)
+            entry["centroids"] += int(w[s:e].sum())
+        return out
+
+    def _delete_parts(self, manifest: dict[str, Any]) -> None:
+        for xy, entry in manifest["tiles"].items():
+            x, y = (int(v) for v in xy.split("/"))
+            d = self._tile_parts_dir(Tile(x, y, self.config.z))
+            for name in entry["parts"]:
+                (d / name).unlink(missing_ok=True)
+
+    def unstage(self, path: str | Path) -> bool:
+        """Forget an input: remove its manifest and parts (run :meth:`finalize` after).
+
+        Returns
+        -------
+        bool
+            True if the input had been staged.
+        """
+        mpath = self._manifest_path(self.source_key(path))
+        old = self._read_manifest_file(mpath)
+        if old is None:
+            return False
+        mpath.unlink(missing_ok=True)
+        self._delete_parts(old)
+        return True
+
+    # --------------------------------------------------------------- finalize
+    def _committed(self) -> dict[Tile, list[str]]:
+        """For every tile, the committed part names (from the manifests)."""
+        out: dict[Tile, list[str]] = {}
+        for m in self.manifests():
+            for xy, entry in m["tiles"].items():
+                x, y = (int(v) for v in xy.split("/"))
+                out.setdefault(Tile(x, y, self.config.z), []).extend(entry["parts"])
+        return out
+
+    def _committed_for_tile(self, tile: Tile) -> list[str]:
+        d = self._tile_parts_dir(tile)
+        if not d.is_dir():
+            return []
+        tokens_ok: dict[str, str | None] = {}
+        names = []
+        for f in d.iterdir():
+            if f.name.startswith(".") or not f.name.endswith(".parquet"):
+                continue
+            safe, token, _ = f.name.rsplit(".", 3)[:3]
+            if safe not in tokens_ok:
+                m = self._read_manifest_file(self._manifest_dir / f"{safe}.json")
+                tokens_ok[safe] = None if m is None else m["token"]
+            if tokens_ok[safe] == token:
+                names.append(f.name)
+        return sorted(names)
+
+    def _parts_fingerprint(self, names: Sequence[str]) -> str:
+        blob = json.dumps([sorted(names), self.config.fingerprint(*FINALIZE_SETTINGS)])
+        return _sha(blob, 20)
+
+    def tiles_to_finalize(self) -> list[Tile]:
+        """Tiles whose staged file is missing or older than their committed parts.
+
+        Staged tiles that no longer have any parts are included too:
+        finalizing them deletes them.
+        """
+        committed = self._committed()
+        todo = []
+        for tile, names in committed.items():
+            if _recorded_fingerprint(self.tiles.path("staged", tile)) != self._parts_fingerprint(names):
+                todo.append(tile)
+        for tile in self.tiles.tiles_in("staged", z=self.config.z):
+            if tile not in committed:
+                todo.append(tile)
+        return sorted(set(todo), key=lambda t: (t.x, t.y))
+
+    def finalize_tile(self, tile: Tile) -> dict[str, Any]:
+        """Reduce one tile: merge its parts, flag duplicates, write the staged file.
+
+        Parameters
+        ----------
+        tile : Tile
+            A tile at the staging zoom level.
+
+        Returns
+        -------
+        dict
+            ``tile``, ``rows``, ``duplicates`` and ``path`` (None if the tile
+            had no parts left and its staged file was removed).
+        """
+        dest = self.tiles.path("staged", tile)
+        names = self._committed_for_tile(tile)
+        if not names:
+            dest.unlink(missing_ok=True)
+            return {"tile": tile, "rows": 0, "duplicates": 0, "path": None}
+        d = self._tile_parts_dir(tile)
+        table = pa.concat_tables([pq.read_table(d / n) for n in names], promote_options="permissive")
+        order = np.lexsort((table.column(_FID).to_numpy(), _rank(table.column(_SOURCE))[1]))
+        table = table.take(pa.array(order))
+        sources, rank = _rank(table.column(_SOURCE))
+        geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+        if len(sources) > 1:
+            flags = duplicate_flags(geoms, rank, self.config.dedup_overlap)
+        else:  # duplicates are only ever flagged across input files
+            flags = np.zeros(len(geoms), dtype=bool)
+        idx = table.schema.get_field_index("staging_duplicated")
+        table = table.set_column(idx, "staging_duplicated", pa.array(flags))
+        table = table.drop_columns([_SOURCE, _FID])
+        fingerprint = self._parts_fingerprint(names)
+        with atomic_path(dest) as tmp:
+            meta = {_META_KEY: fingerprint, "grouputils_tile": tile_to_str(tile)}
+            _write_gpkg(table, tmp, _tms_crs(self.tiles), meta, shapely.get_type_id(geoms))
+        return {"tile": tile, "rows": table.num_rows, "duplicates": int(flags.sum()), "path": dest}
+
+    def finalize(self, tiles: Iterable[Tile] | None = None, progress: bool = True) -> pd.DataFrame:
+        """Write the final staged tiles with duplicate flags (the *reduce* step).
+
+        Only tiles whose parts changed since they were last finalized are
+        redone, so calling it again is cheap. It also rewrites the staging
+        summary CSV.
+
+        Parameters
+        ----------
+        tiles : iterable of Tile, optional
+            Only these tiles (e.g. one batch of a parallel run). Default: every
+            tile that needs it (:meth:`tiles_to_finalize`).
+        progress : bool
+            Show a tqdm progress bar.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per tile finalized: tile, rows, duplicates, path.
+        """
+        todo = self.tiles_to_finalize() if tiles is None else list(tiles)
+        rows = [self.finalize_tile(t) for t in tqdm(todo, desc="finalize", unit="tile", disable=not progress)]
+        if tiles is None:
+            self.write_summary()
+        return pd.DataFrame(rows, columns=["tile", "rows", "duplicates", "path"])
+
+    # ---------------------------------------------------------------- summary
+    def summary(self) -> pd.DataFrame:
+        """The staging summary: one row per input file and tile.
+
+        Columns: ``filename``, ``source``, ``tile``, ``x``, ``y``, ``z``,
+        ``rows`` (polygons written to the tile, including copies of polygons
+        that cross tile edges) and ``centroids`` (polygons whose centroid lies
+        in the tile). Built from the per-file manifests, so it is complete and
+        free of duplicates however many workers staged.
+        """
+        recs = []
+        for m in self.manifests():
+            for xy, entry in m["tiles"].items():
+                x, y = (int(v) for v in xy.split("/"))
+                recs.append(
+                    {
+                        "filename": m["filename"],
+                        "source": m["source"],
+                        "tile": tile_to_str(Tile(x, y, self.config.z)),
+                        "x": x,
+                        "y": y,
+                        "z": self.config.z,
+                        "rows": entry["rows"],
+                        "centroids": entry["centroids"],
+                    }
+                )
+        cols = ["filename", "source", "tile", "x", "y", "z", "rows", "centroids"]
+        df = pd.DataFrame(recs, columns=cols)
+        return df.sort_values(["source", "x", "y"], kind="stable").reset_index(drop=True)
+
+    def write_summary(self) -> Path:
+        """Write :meth:`summary` to ``config.filename_staging_summary`` (atomically)."""
+        return write_text_atomic(self.config.filename_staging_summary, self.summary().to_csv(index=False))
+
+    # ------------------------------------------------------------------ reset
+    def clear(self, everything: bool = True) -> None:
+        """Start over: delete the outputs grouputils made in ``dir_output``.
+
+        Parameters
+        ----------
+        everything : bool
+            True (default) removes staging, GeoTIFF and web-tile outputs and
+            summaries; False removes only staging outputs. Other files in the
+            output folder and the inputs are never touched.
+        """
+        c = self.config
+        targets: list[Path] = [c.dir_staged, c.dir_staging_parts, c.filename_staging_summary]
+        if everything:
+            targets += [c.dir_geotiff, c.dir_web_tiles, c.filename_rasterization_summary]
+            targets += [c.dir_output / n for n in ("raster-summary-parts", "index.html", "run-summary.json")]
+        for t in targets:
+            if t.is_dir():
+                shutil.rmtree(t)
+            elif t.exists():
+                t.unlink()
+
+
+# ------------------------------------------------------------------ helpers
+def _rank(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    values = np.asarray(col.to_pylist(), dtype=object)
+    sources, rank = np.unique(values.astype(str), return_inverse=True)
+    return list(sources), rank
+
+
+def _choose_layer(path: Path, wanted: str) -> tuple[str, dict[str, Any]]:
+    try:
+        layers = pyogrio.list_layers(path)
+    except Exception as e:  # pyogrio raises DataSourceError and others
+        raise InputError(path, f"cannot be opened as a vector file such as a GeoPackage ({e})") from e
+    names = [str(n) for n in layers[:, 0]] if len(layers) else []
+    if not names:
+        raise InputError(path, "holds no layers")
+    if len(names) == 1:
+        layer = names[0]
+    elif wanted in names:
+        layer = wanted
+    else:
+        raise InputError(path, f"has layers {names} and none is called {wanted!r} (set input_layer)")
+    try:
+        info = pyogrio.read_info(path, layer=layer, force_total_bounds=True)
+    except Exception as e:
+        raise InputError(path, f"layer {layer!r} cannot be read ({e})") from e
+    return layer, info
+
+
+def _read_batches(path: Path, layer: str, batch_size: int):
+    try:
+        with pyogrio.open_arrow(path, layer=layer, return_fids=True, batch_size=batch_size, use_pyarrow=True) as (
+            meta,
+            reader,
+        ):
+            for batch in reader:
+                yield meta, batch
+    except InputError:
+        raise
+    except Exception as e:
+        if isinstance(e, (GeneratorExit, KeyboardInterrupt)):
+            raise
+        raise InputError(path, f"cannot be read ({e})") from e
+
+
+class _Processor:
+    """Turns Arrow batches of one input into tile-tagged Arrow tables."""
+
+    def __init__(self, stager: TileStager, path: Path, key: str, src_crs: pyproj.CRS, layer: str, info: dict) -> None:
+        self.stager = stager
+        self.config = stager.config
+        self.path = path
+        self.key = key
+        self.filename = path.name
+        tms_crs = _tms_crs(stager.tiles)
+        # A local Lambert azimuthal equal-area projection centred on the file:
+        # areas are exact, and near the centre it is close to conformal, so the
+        # simplification tolerance means metres in every direction.
+        bounds = info.get("total_bounds")
+        if bounds is None or not np.all(np.isfinite(bounds)):
+            bounds = (0.0, 0.0, 0.0, 0.0)
+        cx, cy = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
+        to_ll = pyproj.Transformer.from_crs(src_crs, "EPSG:4326", always_xy=True)
+        lon, lat = to_ll.transform(cx, cy)
+        if not (np.isfinite(lon) and np.isfinite(lat)):
+            lon, lat = 0.0, 0.0
+        laea = pyproj.CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs")
+        self.to_laea = pyproj.Transformer.from_crs(src_crs, laea, always_xy=True)
+        self.to_tms = pyproj.Transformer.from_crs(laea, tms_crs, always_xy=True)
+
+    def process(self, batch_meta) -> tuple[pa.Table, dict[str, int]]:
+        meta, batch = batch_meta
+        table = pa.Table.from_batches([batch])
+        gname = meta.get("geometry_name") or "wkb_geometry"
+        if gname not in table.column_names:
+            gname = next(n for n in table.column_names if n in ("geom", "geometry", "wkb_geometry"))
+        fid_name = meta.get("fid_column") or "OGC_FID"
+        if fid_name not in table.column_names:
+            fid_name = "OGC_FID"
+        fids = table.column(fid_name).to_numpy().astype("i8")
+        geoms = shapely.from_wkb(table.column(gname).to_numpy(zero_copy_only=False), on_invalid="ignore")
+        attrs = table.drop_columns([c for c in (gname, fid_name) if c in table.column_names])
+        n_read = len(geoms)
+
+        geoms, keep, repaired = _polygons_only(geoms)
+        dropped = int((~keep).sum())
+        geoms = geoms[keep]
+        fids = fids[keep]
+        attrs = attrs.filter(pa.array(keep))
+
+        local = shapely.transform(geoms, self._fwd(self.to_laea), interleaved=False)
+        tol = self.config.simplify_tolerance
+        if tol > 0:
+            simple = shapely.simplify(local, tol, preserve_topology=True)
+            bad = shapely.is_empty(simple) | ~shapely.is_valid(simple)
+            local = np.where(bad, local, simple)
+        area = shapely.area(local)
+        geoms = shapely.transform(local, self._fwd(self.to_tms), interleaved=False)
+        cent = shapely.centroid(geoms)
+        cx, cy = shapely.get_x(cent), shapely.get_y(cent)
+
+        poly_idx, tx, ty, within = _assign_tiles(self.stager.tiles, geoms, cx, cy)
+        z = self.config.z
+        tile_str = np.array([f"Tile(x={a}, y={b}, z={z})" for a, b in zip(tx, ty)], dtype=object)
+        ids = np.array([f"{self.key}:{f}" for f in fids], dtype=object)
+        out = attrs.take(pa.array(poly_idx))
+        cols = {
+            "staging_centroid_x": pa.array(cx[poly_idx]),
+            "staging_centroid_y": pa.array(cy[poly_idx]),
+            "staging_area": pa.array(area[poly_idx]),
+            "staging_id": pa.array(ids[poly_idx], type=pa.string()),
+            "staging_filename": pa.array(np.full(len(poly_idx), self.filename, dtype=object), type=pa.string()),
+            "staging_tile": pa.array(tile_str, type=pa.string()),
+            "staging_centroid_within_tile": pa.array(within),
+            "staging_duplicated": pa.array(np.zeros(len(poly_idx), dtype=bool)),
+            "geometry": pa.array(shapely.to_wkb(geoms[poly_idx]), type=pa.binary()),
+            _SOURCE: pa.array(np.full(len(poly_idx), self.key, dtype=object), type=pa.string()),
+            _FID: pa.array(fids[poly_idx]),
+            "_tile_x": pa.array(tx),
+            "_tile_y": pa.array(ty),
+        }
+        for name, arr in cols.items():
+            if name in out.column_names:
+                out = out.drop_columns([name])
+            out = out.append_column(name, arr)
+        counts = {"read": n_read, "kept": len(geoms), "rows": len(poly_idx), "repaired": repaired, "dropped": dropped}
+        return out, counts
+
+    @staticmethod
+    def _fwd(transformer: pyproj.Transformer):
+        def f(x, y):
+            return transformer.transform(x, y)
+
+        return f
+
+
+def _polygons_only(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Keep polygons and multipolygons; repair invalid ones; report what was kept."""
+    geoms = np.asarray(geoms, dtype=object)
+    tid = shapely.get_type_id(geoms)
+    polygonal = np.isin(tid, (3, 6)) & ~shapely.is_empty(geoms)
+    invalid = polygonal & ~shapely.is_valid(geoms)
+    repaired = 0
+    if invalid.any():
+        fixed = shapely.make_valid(geoms[invalid])
+        fixed = np.array([_polygonal_part(g) for g in fixed], dtype=object)
+        geoms = geoms.copy()
+        geoms[invalid] = fixed
+        ok = np.array([g is not None for g in fixed])
+        repaired = int(ok.sum())
+        polygonal[np.flatnonzero(invalid)[~ok]] = False
+    return geoms, polygonal, repaired
+
+
+def _polygonal_part(g) -> shapely.Geometry | None:
+    if g is None or g.is_empty:
+        return None
+    if isinstance(g, (shapely.Polygon, shapely.MultiPolygon)):
+        return g
+    parts = [p for p in shapely.get_parts(g) if isinstance(p, (shapely.Polygon, shapely.MultiPolygon))]
+    polys = []
+    for p in parts:
+        polys.extend(shapely.get_parts(p))
+    polys = [p for p in polys if not p.is_empty and p.area > 0]
+    if not polys:
+        return None
+    return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
+
+
+def _assign_tiles(tiles: Tiles, geoms: np.ndarray, cx: np.ndarray, cy: np.ndarray):
+    """Every (polygon, tile) pair where the polygon intersects the tile or holds its centroid.
+
+    Returns polygon indices, tile columns, tile rows and the centroid-within flag,
+    sorted by polygon then tile.
+    """
+    b = shapely.bounds(geoms)
+    c0, r_a = tiles.tile_indices(b[:, 0], b[:, 3])  # left, top
+    c1, r_b = tiles.tile_indices(b[:, 2], b[:, 1])  # right, bottom
+    rmin, rmax = np.minimum(r_a, r_b), np.maximum(r_a, r_b)
+    ccx, ccy = tiles.tile_indices(cx, cy)
+    ncol = c1 - c0 + 1
+    nrow = rmax - rmin + 1
+    single = (ncol == 1) & (nrow == 1)
+    idx = [np.flatnonzero(single)]
+    txs = [c0[single]]
+    tys = [rmin[single]]
+    multi = np.flatnonzero(~single)
+    if len(multi):
+        counts = ncol[multi] * nrow[multi]
+        pi = np.repeat(multi, counts)
+        start = np.repeat(np.cumsum(counts) - counts, counts)
+        k = np.arange(len(pi)) - start
+        nc = ncol[pi]
+        cx_ = c0[pi] + k % nc
+        ry_ = rmin[pi] + k // nc
+        boxes = tiles.tile_boxes(cx_, ry_)
+        hit = shapely.intersects(geoms[pi], shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]))
+        hit |= (cx_ == ccx[pi]) & (ry_ == ccy[pi])
+        idx.append(pi[hit])
+        txs.append(cx_[hit])
+        tys.append(ry_[hit])
+    # concave polygons whose centroid tile lies outside their bounds cannot happen
+    # (the centroid of a polygon is inside its bounding box), but a centroid tile
+    # the geometry does not touch is kept by the `hit |=` line above.
+    pi = np.concatenate(idx)
+    tx = np.concatenate(txs)
+    ty = np.concatenate(tys)
+    order = np.lexsort((ty, tx, pi))
+    pi, tx, ty = pi[order], tx[order], ty[order]
+    within = (tx == ccx[pi]) & (ty == ccy[pi])
+    return pi, tx, ty, within
+
+
+def _write_gpkg(table: pa.Table, path: Path, crs: pyproj.CRS, metadata: dict[str, str], tids: np.ndarray) -> None:
+    geometry_type = "Polygon" if np.all(tids == 3) else ("MultiPolygon" if np.all(tids == 6) else "Unknown")
+    field = table.schema.field("geometry").with_metadata({b"ARROW:extension:name": b"geoarrow.wkb"})
+    table = table.cast(table.schema.set(table.schema.get_field_index("geometry"), field))
+    pyogrio.write_arrow(
+        table,
+        path,
+        layer=STAGED_LAYER,
+        driver="GPKG",
+        geometry_name="geometry",
+        geometry_type=geometry_type,
+        crs=crs.to_wkt(),
+        layer_metadata=metadata,
+    )
+
+
+def _recorded_fingerprint(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    try:
+        meta = pyogrio.read_info(path, layer=STAGED_LAYER).get("layer_metadata") or {}
+    except Exception:
+        return None
+    return meta.get(_META_KEY)
+
+
+def read_staged_tile(path: str | Path, config: Config) -> gpd.GeoDataFrame:
+    """Read a finalized staged tile, refusing ones that are missing, broken or stale.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``staged/<TMS>/<z>/<x>/<y>.gpkg``.
+    config : Config
+        The run's settings (to find the tile's staging parts).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        Rows of the tile, in the TMS CRS.
+
+    Raises
+    ------
+    InputError
+        The path is not a tile path, is missing, unreadable, or lacks staging columns.
+    NotFinalizedError
+        The tile's parts changed since it was finalized (run ``stager.finalize()``).
+    """
+    path = Path(path)
+    tile = tile_from_path(path)
+    if not path.exists():
+        raise InputError(path, "staged tile does not exist")
+    try:
+        info = pyogrio.read_info(path, layer=STAGED_LAYER)
+    except Exception as e:
+        raise InputError(path, f"is not a readable staged GeoPackage ({e})") from e
+    recorded = (info.get("layer_metadata") or {}).get(_META_KEY)
+    if recorded is None:
+        raise NotFinalizedError(path, "was not written by stager.finalize(): run finalize after staging")
+    stager = TileStager(config)
+    parts_dir = stager._tile_parts_dir(tile)
+    if parts_dir.is_dir() and recorded != stager._parts_fingerprint(stager._committed_for_tile(tile)):
+        raise NotFinalizedError(path, "its inputs changed since it was finalized: run stager.finalize()")
+    try:
+        gdf = pyogrio.read_dataframe(path, layer=STAGED_LAYER, use_arrow=True)
+    except Exception as e:
+        raise InputError(path, f"cannot be read ({e})") from e
+    missing = [c for c in STAGING_COLUMNS if c not in gdf.columns]
+    if missing:
+        raise InputError(path, f"lacks staging columns {missing}")
+    return gdf
+
+
+def initialize_stager(dir_input: str | Path, dir_output: str | Path | None = None, **overrides: Any) -> TileStager:
+    """Create a :class:`TileStager` for a folder of input GeoPackages.
+
+    Parameters
+    ----------
+    dir_input : str or Path
+        Folder of inputs; may be read-only (a shared course folder). Never written.
+    dir_output : str or Path, optional
+        Where outputs go. Default ``./group-project`` in the current working
+        directory (a notebook's own folder), so every learner writes their own.
+    **overrides
+        Any :class:`~grouputils.config.Config` setting, e.g. ``z=12``,
+        ``tms='WebMercatorQuad'``, ``simplify_tolerance=0``.
+
+    Returns
+    -------
+    TileStager
+
+    Examples
+    --------
+    >>> from grouputils import initialize_stager, samples      # doctest: +SKIP
+    >>> stager = initialize_stager(samples.sample_dir())        # doctest: +SKIP
+    >>> stager.stage(stager.tiles.get_filenames_from_dir('input')[0])  # doctest: +SKIP
+    >>> stager.finalize()                                       # doctest: +SKIP
+    """
+    dir_input = Path(dir_input)
+    if not dir_input.is_dir():
+        raise InputError(dir_input, "input folder does not exist")
+    config = Config(dir_input=dir_input, dir_output=Path(dir_output) if dir_output else Path("group-project"), **overrides)
+    out = config.dir_output.resolve()
+    if out == dir_input.resolve() or dir_input.resolve() in out.parents:
+        raise ConfigError(f"{out}: outputs must not go into the input folder {dir_input}")
+    return TileStager(config)
