@@ -47,6 +47,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pyogrio
 import pyproj
@@ -471,18 +472,19 @@ class TileStager:
         order = np.lexsort((table.column(_FID).to_numpy(), _rank(table.column(_SOURCE))[1]))
         table = table.take(pa.array(order))
         sources, rank = _rank(table.column(_SOURCE))
-        geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
         if len(sources) > 1:
+            geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
             flags = duplicate_flags(geoms, rank, self.config.dedup_overlap)
         else:  # duplicates are only ever flagged across input files
-            flags = np.zeros(len(geoms), dtype=bool)
+            flags = np.zeros(table.num_rows, dtype=bool)
         idx = table.schema.get_field_index("staging_duplicated")
         table = table.set_column(idx, "staging_duplicated", pa.array(flags))
-        table = table.drop_columns([_SOURCE, _FID])
+        tids = table.column("_gtype").to_numpy()
+        table = table.drop_columns([_SOURCE, _FID, "_gtype"])
         fingerprint = self._parts_fingerprint(names)
         with atomic_path(dest) as tmp:
             meta = {_META_KEY: fingerprint, "grouputils_tile": tile_to_str(tile)}
-            _write_gpkg(table, tmp, _tms_crs(self.tiles), meta, shapely.get_type_id(geoms))
+            _write_gpkg(table, tmp, _tms_crs(self.tiles), meta, tids)
         return {"tile": tile, "rows": table.num_rows, "duplicates": int(flags.sum()), "path": dest}
 
     def finalize(self, tiles: Iterable[Tile] | None = None, progress: bool = True) -> pd.DataFrame:
@@ -570,9 +572,13 @@ class TileStager:
 
 # ------------------------------------------------------------------ helpers
 def _rank(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
-    values = np.asarray(col.to_pylist(), dtype=object)
-    sources, rank = np.unique(values.astype(str), return_inverse=True)
-    return list(sources), rank
+    """Distinct sources in sorted order and each row's rank among them."""
+    enc = col.combine_chunks().dictionary_encode()
+    sources = enc.dictionary.to_pylist()
+    order = np.argsort(np.array(sources, dtype=object))
+    rank_of = np.empty(len(sources), dtype="i8")
+    rank_of[order] = np.arange(len(sources))
+    return sorted(sources), rank_of[enc.indices.to_numpy()]
 
 
 def _choose_layer(path: Path, wanted: str) -> tuple[str, dict[str, Any]]:
@@ -622,20 +628,33 @@ class _Processor:
         self.key = key
         self.filename = path.name
         tms_crs = _tms_crs(stager.tiles)
-        # A local Lambert azimuthal equal-area projection centred on the file:
-        # areas are exact, and near the centre it is close to conformal, so the
-        # simplification tolerance means metres in every direction.
-        bounds = info.get("total_bounds")
-        if bounds is None or not np.all(np.isfinite(bounds)):
-            bounds = (0.0, 0.0, 0.0, 0.0)
-        cx, cy = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
-        to_ll = pyproj.Transformer.from_crs(src_crs, "EPSG:4326", always_xy=True)
-        lon, lat = to_ll.transform(cx, cy)
-        if not (np.isfinite(lon) and np.isfinite(lat)):
-            lon, lat = 0.0, 0.0
-        laea = pyproj.CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs")
-        self.to_laea = pyproj.Transformer.from_crs(src_crs, laea, always_xy=True)
-        self.to_tms = pyproj.Transformer.from_crs(laea, tms_crs, always_xy=True)
+        # Simplification and areas need metres. When the input's CRS is
+        # projected in metres (EPSG:3413 for IWP), simplify there and take
+        # each polygon's ellipsoidal area as its planar area divided by the
+        # projection's areal scale factor at its centroid (pyproj
+        # Proj.get_factors): exact for equal-area projections and, within a
+        # polygon of a few metres, to ~1e-5 for any other. Otherwise (e.g.
+        # lon/lat input) go through a local Lambert azimuthal equal-area
+        # projection centred on the file. Either way the geometries are
+        # transformed once more, into the TMS CRS.
+        unit = src_crs.axis_info[0].unit_conversion_factor if src_crs.axis_info else None
+        self.metric_source = bool(src_crs.is_projected and unit == 1.0)
+        self.to_ll = pyproj.Transformer.from_crs(src_crs, "EPSG:4326", always_xy=True)
+        if self.metric_source:
+            self.proj = pyproj.Proj(src_crs)
+            self.to_local = None
+            self.to_tms = pyproj.Transformer.from_crs(src_crs, tms_crs, always_xy=True)
+        else:
+            bounds = info.get("total_bounds")
+            if bounds is None or not np.all(np.isfinite(bounds)):
+                bounds = (0.0, 0.0, 0.0, 0.0)
+            cx, cy = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
+            lon, lat = self.to_ll.transform(cx, cy)
+            if not (np.isfinite(lon) and np.isfinite(lat)):
+                lon, lat = 0.0, 0.0
+            laea = pyproj.CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs")
+            self.to_local = pyproj.Transformer.from_crs(src_crs, laea, always_xy=True)
+            self.to_tms = pyproj.Transformer.from_crs(laea, tms_crs, always_xy=True)
 
     def process(self, batch_meta) -> tuple[pa.Table, dict[str, int]]:
         meta, batch = batch_meta
@@ -657,27 +676,44 @@ class _Processor:
         fids = fids[keep]
         attrs = attrs.filter(pa.array(keep))
 
-        local = shapely.transform(geoms, self._fwd(self.to_laea), interleaved=False)
+        if self.to_local is None:
+            local = geoms
+        else:
+            local = shapely.transform(geoms, self._fwd(self.to_local), interleaved=False)
         tol = self.config.simplify_tolerance
         if tol > 0:
-            simple = shapely.simplify(local, tol, preserve_topology=True)
-            bad = shapely.is_empty(simple) | ~shapely.is_valid(simple)
-            local = np.where(bad, local, simple)
+            # Quadrilaterals (5 coordinates with the closing one), most IWP
+            # detections, are already minimal: only larger rings are simplified.
+            ncoord = shapely.get_num_coordinates(local)
+            big = np.flatnonzero(ncoord > 5)
+            simple = shapely.simplify(local[big], tol, preserve_topology=True)
+            changed = shapely.get_num_coordinates(simple) != ncoord[big]
+            ok = changed.copy()
+            ok[changed] = ~shapely.is_empty(simple[changed]) & shapely.is_valid(simple[changed])
+            local = local.copy()
+            local[big[ok]] = simple[ok]
         area = shapely.area(local)
+        if self.metric_source:
+            c = shapely.centroid(local)
+            lon, lat = self.to_ll.transform(shapely.get_x(c), shapely.get_y(c))
+            area = area / self.proj.get_factors(lon, lat).areal_scale
         geoms = shapely.transform(local, self._fwd(self.to_tms), interleaved=False)
         cent = shapely.centroid(geoms)
         cx, cy = shapely.get_x(cent), shapely.get_y(cent)
 
         poly_idx, tx, ty, within = _assign_tiles(self.stager.tiles, geoms, cx, cy)
         z = self.config.z
-        tile_str = np.array([f"Tile(x={a}, y={b}, z={z})" for a, b in zip(tx, ty)], dtype=object)
-        ids = np.array([f"{self.key}:{f}" for f in fids], dtype=object)
+        # strings built once per distinct tile / via Arrow, not once per row in Python
+        uniq, inv = np.unique(np.stack([tx, ty]), axis=1, return_inverse=True)
+        names = np.array([f"Tile(x={a}, y={b}, z={z})" for a, b in uniq.T], dtype=object)
+        tile_str = names[inv.ravel()]
+        ids = pc.binary_join_element_wise(self.key, pc.cast(pa.array(fids[poly_idx]), pa.string()), ":")
         out = attrs.take(pa.array(poly_idx))
         cols = {
             "staging_centroid_x": pa.array(cx[poly_idx]),
             "staging_centroid_y": pa.array(cy[poly_idx]),
             "staging_area": pa.array(area[poly_idx]),
-            "staging_id": pa.array(ids[poly_idx], type=pa.string()),
+            "staging_id": ids,
             "staging_filename": pa.array(np.full(len(poly_idx), self.filename, dtype=object), type=pa.string()),
             "staging_tile": pa.array(tile_str, type=pa.string()),
             "staging_centroid_within_tile": pa.array(within),
@@ -685,6 +721,7 @@ class _Processor:
             "geometry": pa.array(shapely.to_wkb(geoms[poly_idx]), type=pa.binary()),
             _SOURCE: pa.array(np.full(len(poly_idx), self.key, dtype=object), type=pa.string()),
             _FID: pa.array(fids[poly_idx]),
+            "_gtype": pa.array(shapely.get_type_id(geoms[poly_idx]).astype("i1")),
             "_tile_x": pa.array(tx),
             "_tile_y": pa.array(ty),
         }
