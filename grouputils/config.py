@@ -194,8 +194,9 @@ class Config:
                 f"unknown tile matrix set {self.tms!r}; choose one of {sorted(morecantile.tms.list())}"
             )
         tms = morecantile.tms.get(self.tms)
-        if not isinstance(self.z, int) or isinstance(self.z, bool) or not 0 <= self.z <= tms.maxzoom:
-            raise ConfigError(f"z must be an integer from 0 to {tms.maxzoom}, got {self.z!r}")
+        lo = max(0, tms.minzoom)
+        if not isinstance(self.z, int) or isinstance(self.z, bool) or not lo <= self.z <= tms.maxzoom:
+            raise ConfigError(f"z must be an integer from {lo} to {tms.maxzoom} for {self.tms!r}, got {self.z!r}")
         if tms.matrix(self.z).variableMatrixWidths:
             raise ConfigError(f"tile matrix set {self.tms!r} has variable matrix widths: not supported")
         if not self.input_ext.startswith("."):
@@ -293,7 +294,7 @@ class Config:
             return (0, self.z)
         if key == "statistics":
             return list(self.statistic_names)
-        if key in ("dir_input", "dir_output") or hasattr(type(self), key):
+        if not key.startswith("_") and (key in ("dir_input", "dir_output") or hasattr(type(self), key)):
             value = getattr(self, key)
             if not callable(value):
                 return value

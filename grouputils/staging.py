@@ -326,6 +326,8 @@ class TileStager:
         except BaseException:
             for p in written:
                 p.unlink(missing_ok=True)
+            # parts of the chunk being written when the error came are not in `written` yet
+            self._delete_parts({"tiles": tiles_written})
             raise
         if old is not None:
             self._delete_parts(old)
@@ -349,6 +351,9 @@ class TileStager:
         out = self.config.dir_output.resolve()
         if out == path.parent.resolve() or out in path.resolve().parents:
             raise ConfigError(f"{out}: the output folder must not be the input's folder or hold it")
+        inp = self.config.dir_input.resolve()
+        if out == inp or inp in out.parents:  # a Config built without initialize_stager
+            raise ConfigError(f"{out}: outputs must not go into the input folder {inp}")
         self._check_output_dir()
 
     def _write_parts(
@@ -675,6 +680,8 @@ class _Processor:
         geoms = geoms[keep]
         fids = fids[keep]
         attrs = attrs.filter(pa.array(keep))
+        if len(geoms) == 0:  # nothing polygonal in this chunk (pyproj fails on empty arrays)
+            return attrs, {"read": n_read, "kept": 0, "rows": 0, "repaired": repaired, "dropped": dropped}
 
         if self.to_local is None:
             local = geoms

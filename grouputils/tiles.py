@@ -89,11 +89,15 @@ class Tiles:
         """Bounds of ``tile`` in the TMS CRS (left, bottom, right, top)."""
         return self.tms.xy_bounds(tile)
 
-    def _grid(self, z: int) -> tuple[float, float, float, float, bool]:
-        b = self.tms.xy_bounds(Tile(0, 0, z))
-        top_left = self.tms.matrix(z).cornerOfOrigin != "bottomLeft"
+    def _grid(self, z: int) -> tuple[float, float, float, float, float, bool]:
+        # Origin, cell size and tile size in pixels, exactly as morecantile's
+        # ``_tile`` and ``xy_bounds`` use them: the same floating-point
+        # operations give the same tile for points on tile edges.
+        m = self.tms.matrix(z)
+        b = self.tms.xy_bounds(Tile(0, 0, z))  # left/top (or bottom) are the matrix origin exactly
+        top_left = m.cornerOfOrigin != "bottomLeft"
         oy = b.top if top_left else b.bottom
-        return b.left, oy, b.right - b.left, b.top - b.bottom, top_left
+        return b.left, oy, float(m.cellSize), float(m.tileWidth), float(m.tileHeight), top_left
 
     def tile_indices(self, x: np.ndarray, y: np.ndarray, z: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Column and row of the tiles holding points, vectorized.
@@ -116,11 +120,11 @@ class Tiles:
             Tile columns and rows.
         """
         z = self.config.z if z is None else z
-        ox, oy, w, h, top_left = self._grid(z)
+        ox, oy, cell, tw, th, top_left = self._grid(z)
         m = self.tms.matrix(z)
-        col = np.floor((np.asarray(x, dtype="f8") - ox) / w)
+        col = np.floor((np.asarray(x, dtype="f8") - ox) / (cell * tw))
         off = (oy - np.asarray(y, dtype="f8")) if top_left else (np.asarray(y, dtype="f8") - oy)
-        row = np.floor(off / h)
+        row = np.floor(off / (cell * th))
         col = np.clip(np.nan_to_num(col, nan=0.0), 0, m.matrixWidth - 1).astype("i8")
         row = np.clip(np.nan_to_num(row, nan=0.0), 0, m.matrixHeight - 1).astype("i8")
         return col, row
@@ -128,17 +132,19 @@ class Tiles:
     def tile_boxes(self, cols: np.ndarray, rows: np.ndarray, z: int | None = None) -> np.ndarray:
         """Bounds (left, bottom, right, top) of many tiles as an ``(n, 4)`` array."""
         z = self.config.z if z is None else z
-        ox, oy, w, h, top_left = self._grid(z)
+        ox, oy, cell, tw, th, top_left = self._grid(z)
         cols = np.asarray(cols, dtype="f8")
         rows = np.asarray(rows, dtype="f8")
-        left = ox + cols * w
+        # same operation order as morecantile's xy_bounds, so edges agree bit for bit
+        left = ox + cols * cell * tw
+        right = ox + (cols + 1) * cell * tw
         if top_left:
-            top = oy - rows * h
-            bottom = top - h
+            top = oy - rows * cell * th
+            bottom = oy - (rows + 1) * cell * th
         else:
-            bottom = oy + rows * h
-            top = bottom + h
-        return np.column_stack([left, bottom, left + w, top])
+            bottom = oy + rows * cell * th
+            top = oy + (rows + 1) * cell * th
+        return np.column_stack([left, bottom, right, top])
 
     def get_parent_tile(self, tile: Tile) -> Tile:
         """The tile one zoom level up that contains ``tile``."""

@@ -1,0 +1,85 @@
+"""The repository keeps its promises: README commands, CI and dependency pins agree."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml  # PyYAML is installed with the course extras (jupyter)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _commands(text: str) -> list[str]:
+    """Shell lines inside ```bash blocks, without comments."""
+    out = []
+    for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                out.append(line)
+    return out
+
+
+def _ci_commands() -> list[str]:
+    lines = (REPO / ".ci" / "run").read_text().splitlines()
+    return [
+        ln.strip()
+        for ln in lines
+        if ln.strip() and not ln.strip().startswith("#") and not ln.startswith(("set ", "cd "))
+    ]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """`.ci/run` runs the README's test command and nothing else."""
+    quick = (REPO / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    cmds = _commands(quick)
+    test_cmds = [c for c in cmds if "test" in c]
+    assert len(test_cmds) == 1, f"README quick start should have one test command, found {test_cmds}"
+    assert _ci_commands() == test_cmds
+
+
+def test_readme_main_command_runs_the_pipeline_on_the_samples():
+    """The README's main command is the whole pipeline on data-samples/."""
+    quick = (REPO / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    main = [c for c in _commands(quick) if "test" not in c]
+    assert main == ["bash scripts/run.sh"]
+    script = (REPO / "scripts" / "run.sh").read_text()
+    assert "grouputils run data-samples" in script
+
+
+def _pins_pyproject() -> dict[str, str]:
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    reqs = list(data["project"]["dependencies"])
+    for extra in data["project"]["optional-dependencies"].values():
+        reqs += [r for r in extra if not r.startswith("grouputils")]
+    out = {}
+    for r in reqs:
+        m = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", r)
+        out[m.group(1).lower()] = m.group(2).replace(" ", "")
+    return out
+
+
+def test_environment_yml_mirrors_pyproject_ranges():
+    """Every pinned range in pyproject.toml is the same in environment.yml."""
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    conda = {}
+    deps = [d for d in env["dependencies"] if isinstance(d, str)]
+    for d in env["dependencies"]:
+        if isinstance(d, dict):
+            deps += [p for p in d.get("pip", []) if not p.startswith("-e")]
+    for dep in deps:
+        if True:
+            m = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", dep)
+            conda[m.group(1).lower()] = m.group(2).replace(" ", "")
+    rename = {"build": "python-build"}
+    for name, spec in _pins_pyproject().items():
+        cname = rename.get(name, name)
+        assert cname in conda, f"{name} is in pyproject.toml but not in environment.yml"
+        assert conda[cname] == spec, f"{name}: pyproject {spec!r} != environment.yml {conda[cname]!r}"
+
+
+def test_sqlalchemy_is_pinned_below_2_1_for_parsl_monitoring():
+    """nbgrader would pull SQLAlchemy 2.1, which Parsl's monitoring refuses."""
+    assert _pins_pyproject()["sqlalchemy"] == ">=2,<2.1"

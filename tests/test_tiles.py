@@ -1,0 +1,182 @@
+"""Tile maths agrees with morecantile, and output listings come in a deterministic order."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import morecantile
+import numpy as np
+import pytest
+
+from grouputils.config import Config
+from grouputils.errors import InputError
+from grouputils.tiles import Tile, Tiles, str_to_tile, tile_from_path, tile_to_str
+
+TMS_IDS = [
+    "WorldCRS84Quad",
+    "WebMercatorQuad",
+    "EuropeanETRS89_LAEAQuad",
+    "UTM31WGS84Quad",
+    "CanadianNAD83_LCC",
+]
+
+
+def _tiles(tmp_path: Path, tms: str = "WorldCRS84Quad", z: int = 13) -> Tiles:
+    return Tiles(Config(dir_input=tmp_path / "in", dir_output=tmp_path / "out", tms=tms, z=z))
+
+
+def _points_on_and_between_edges(
+    tms: morecantile.TileMatrixSet, z: int, n: int, rng: np.random.Generator
+):
+    """Random points inside tiles, plus the corners and edge midpoints of random tiles."""
+    m = tms.matrix(z)
+    xs, ys = [], []
+    for col, row in zip(rng.integers(0, m.matrixWidth, n), rng.integers(0, m.matrixHeight, n)):
+        b = tms.xy_bounds(Tile(int(col), int(row), z))
+        fx, fy = rng.random(2)
+        xs += [
+            b.left + fx * (b.right - b.left),
+            b.left,
+            b.right,
+            b.left,
+            b.right,
+            (b.left + b.right) / 2,
+            b.left,
+        ]
+        ys += [
+            b.bottom + fy * (b.top - b.bottom),
+            b.top,
+            b.bottom,
+            b.bottom,
+            b.top,
+            b.top,
+            (b.bottom + b.top) / 2,
+        ]
+    return np.array(xs), np.array(ys)
+
+
+@pytest.mark.parametrize("tms_id", TMS_IDS)
+@pytest.mark.parametrize("z", [1, 7, 13])
+def test_tile_indices_match_morecantile_including_points_on_tile_edges(
+    tmp_path: Path, tms_id: str, z: int
+) -> None:
+    tiles = _tiles(tmp_path, tms_id, z)
+    tms = morecantile.tms.get(tms_id)
+    x, y = _points_on_and_between_edges(tms, z, 150, np.random.default_rng(z))
+    cols, rows = tiles.tile_indices(x, y)
+    expected = [tms._tile(float(a), float(b), z) for a, b in zip(x, y)]
+    assert cols.tolist() == [t.x for t in expected]
+    assert rows.tolist() == [t.y for t in expected]
+
+
+def test_tile_indices_of_the_default_grid_match_morecantile_tile_for_lon_lat(
+    tmp_path: Path,
+) -> None:
+    tiles = _tiles(tmp_path)
+    tms = morecantile.tms.get("WorldCRS84Quad")
+    rng = np.random.default_rng(1)
+    lon, lat = rng.uniform(-180, 180, 500), rng.uniform(-90, 90, 500)
+    cols, rows = tiles.tile_indices(lon, lat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = [tms.tile(float(a), float(b), 13) for a, b in zip(lon, lat)]
+    assert list(zip(cols.tolist(), rows.tolist())) == [(t.x, t.y) for t in expected]
+
+
+@pytest.mark.parametrize("tms_id", TMS_IDS)
+def test_tile_boxes_equal_morecantile_xy_bounds(tmp_path: Path, tms_id: str) -> None:
+    tiles = _tiles(tmp_path, tms_id, 9)
+    tms = morecantile.tms.get(tms_id)
+    m = tms.matrix(9)
+    rng = np.random.default_rng(2)
+    cols, rows = rng.integers(0, m.matrixWidth, 200), rng.integers(0, m.matrixHeight, 200)
+    boxes = tiles.tile_boxes(cols, rows)
+    expected = np.array([tuple(tms.xy_bounds(Tile(int(c), int(r), 9))) for c, r in zip(cols, rows)])
+    np.testing.assert_array_equal(boxes, expected)
+
+
+def test_parent_and_children_agree_with_morecantile(tmp_path: Path) -> None:
+    tiles = _tiles(tmp_path)
+    tms = morecantile.tms.get("WorldCRS84Quad")
+    t = Tile(1418, 908, 13)
+    assert tiles.get_parent_tile(t) == tms.parent(t)[0]
+    assert sorted(tiles.get_child_tiles(t)) == sorted(tms.children(t))
+    with pytest.raises(ValueError, match="zoom 0"):
+        tiles.get_parent_tile(Tile(0, 0, 0))
+
+
+def test_tile_strings_and_paths_round_trip(tmp_path: Path) -> None:
+    tiles = _tiles(tmp_path)
+    t = Tile(1418, 908, 13)
+    assert tile_to_str(t) == "Tile(x=1418, y=908, z=13)"
+    assert str_to_tile(tile_to_str(t)) == t
+    path = tiles.path("staged", t)
+    assert path == tmp_path / "out" / "staged" / "WorldCRS84Quad" / "13" / "1418" / "908.gpkg"
+    assert tile_from_path(path) == t
+    assert tiles.path("geotiff", t).suffix == ".tif"
+
+
+@pytest.mark.parametrize(
+    "bad", ["staged/a/b/c.gpkg", "908.gpkg", "13/x/908.gpkg", "13/1418/-1.gpkg"]
+)
+def test_tile_from_a_non_tile_path_is_an_input_error_naming_it(bad: str) -> None:
+    with pytest.raises(InputError, match="tile path") as e:
+        tile_from_path(bad)
+    assert Path(bad).name in str(e.value)
+
+
+def test_input_files_are_listed_sorted_by_relative_path_with_subfolders(tmp_path: Path) -> None:
+    tiles = _tiles(tmp_path)
+    root = tmp_path / "in"
+    names = [
+        "b.gpkg",
+        "a.gpkg",
+        "sub/a.gpkg",
+        "C.GPKG",
+        "a0.gpkg",
+        "notes.txt",
+        "sub/deeper/z.gpkg",
+        "x.gpkg.bak",
+    ]
+    for n in names:
+        (root / n).parent.mkdir(parents=True, exist_ok=True)
+        (root / n).write_bytes(b"")
+    got = [p.relative_to(root).as_posix() for p in tiles.get_filenames_from_dir("input")]
+    assert got == sorted(
+        ["b.gpkg", "a.gpkg", "sub/a.gpkg", "C.GPKG", "a0.gpkg", "sub/deeper/z.gpkg"]
+    )
+    assert all(p.is_absolute() or p.parent.exists() for p in tiles.get_filenames_from_dir("input"))
+    assert tiles.get_filenames_from_dir("input") == tiles.get_filenames_from_dir("input")
+
+
+def test_staged_tiles_are_listed_in_numeric_z_x_y_order_and_temporary_files_skipped(
+    tmp_path: Path,
+) -> None:
+    tiles = _tiles(tmp_path)
+    made = [Tile(10, 2, 13), Tile(9, 10, 13), Tile(9, 9, 13), Tile(100, 1, 13), Tile(3, 3, 12)]
+    for t in made:
+        p = tiles.path("staged", t)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    # a writer's temporary file and unrelated files are not tiles
+    d = tiles.path("staged", Tile(9, 9, 13)).parent
+    (d / ".9.gpkg.1234-abcd.tmp.gpkg").write_bytes(b"")
+    (d / "notes.txt").write_bytes(b"")
+    got = tiles.get_filenames_from_dir("staged")
+    assert [tile_from_path(p) for p in got] == sorted(made, key=lambda t: (t.z, t.x, t.y))
+    only13 = tiles.get_filenames_from_dir("staged", z=13)
+    assert [tile_from_path(p) for p in only13] == [
+        Tile(9, 9, 13),
+        Tile(9, 10, 13),
+        Tile(10, 2, 13),
+        Tile(100, 1, 13),
+    ]
+    assert tiles.get_filenames_from_dir("geotiff") == []
+
+
+def test_listing_an_absent_folder_gives_an_empty_list(tmp_path: Path) -> None:
+    tiles = _tiles(tmp_path)
+    assert tiles.get_filenames_from_dir("input") == []
+    assert tiles.get_filenames_from_dir("staged") == []
+    assert tiles.get_filenames_from_dir("web_tiles") == []
