@@ -407,6 +407,36 @@ class TileStager:
         return True
 
     # --------------------------------------------------------------- finalize
+    def committed_tiles(self) -> list[Tile]:
+        """Tiles that hold committed parts of at least one staged input, sorted."""
+        return sorted(self._committed(), key=lambda t: (t.x, t.y))
+
+    def remove_orphans(self) -> int:
+        """Delete parts and temporary files left by killed runs; return how many.
+
+        Only call it when no other process stages into the same output folder:
+        parts of a staging still in progress are not committed yet either.
+        """
+        root = self._parts_root
+        if not root.is_dir():
+            return 0
+        keep = {(t, n) for t, names in self._committed().items() for n in names}
+        removed = 0
+        for f in root.glob("*/*/*"):
+            try:
+                tile = Tile(int(f.parent.parent.name), int(f.parent.name), self.config.z)
+            except ValueError:
+                continue
+            if f.name.startswith(".") or (tile, f.name) not in keep:
+                f.unlink(missing_ok=True)
+                removed += 1
+        for d in (self.config.dir_staged, self._manifest_dir):
+            if d.is_dir():
+                for f in d.rglob(".*.tmp*"):
+                    f.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def _committed(self) -> dict[Tile, list[str]]:
         """For every tile, the committed part names (from the manifests)."""
         out: dict[Tile, list[str]] = {}

@@ -1,0 +1,509 @@
+"""The whole run — stage, finalize, rasterize, pyramid, web tiles, map — resumable.
+
+:func:`run_pipeline` maps each step over its items on the chosen executor:
+
+* ``'serial'``: a plain loop in this process;
+* ``'local'``: a Parsl HighThroughputExecutor on this machine
+  (:func:`grouputils.parallel.local_config`);
+* ``'slurm'``: Parsl on a SLURM cluster (:func:`grouputils.parallel.slurm_config`);
+  workers on different nodes write their own tiles to the shared file system,
+  so there is nothing to merge afterwards.
+
+Resuming
+--------
+Every output records what it was made from:
+
+* staging: the per-input manifest (input size and mtime, staging settings);
+* staged tiles: the fingerprint of their parts;
+* GeoTIFFs and web tiles: ``run-manifest.json`` maps each output to a
+  fingerprint of its inputs (staged tile fingerprint, or children's
+  fingerprints for parents) and of the settings that shape it.
+
+A rerun redoes exactly the outputs whose fingerprint changed or whose file is
+missing, and removes outputs whose inputs disappeared. The manifest is written
+by this process only, after outputs are complete, so a run killed at any
+moment (even with SIGKILL) leaves at worst outputs that the next run redoes,
+and the next run's outputs equal an uninterrupted run's. ``force=True``
+starts over.
+
+A task that fails (a broken input file, say) does not stop the run: the
+other items finish, the failure is reported with the item and its error, and
+:class:`RunReport` ``.ok`` is False (the command line then exits non-zero).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyogrio
+
+from grouputils.atomic import write_json_atomic
+from grouputils.config import Config
+from grouputils.errors import InputError, OutputError
+from grouputils.parallel import choose_batch_size, make_batch, parallel_map, serial_map
+from grouputils.profiling import profile_resources
+from grouputils.rasterize import RasterTiler
+from grouputils.staging import STAGED_LAYER, TileStager
+from grouputils.tiles import Tile, tile_from_path, tile_to_str
+
+__all__ = ["run_pipeline", "RunReport", "StepReport", "Executor"]
+
+log = logging.getLogger(__name__)
+
+Executor = Literal["serial", "local", "slurm"]
+MANIFEST = "run-manifest.json"
+SUMMARY = "run-summary.json"
+KILL_HOOK = "GROUPUTILS_TEST_KILL_AT"  # test-only: "<step>:<n>" SIGKILLs this process after n items
+
+
+@dataclasses.dataclass
+class StepReport:
+    """What one step did.
+
+    Attributes
+    ----------
+    name : str
+        Step name.
+    total : int
+        Items the step covers (done now or earlier).
+    done : int
+        Items processed in this run.
+    skipped : int
+        Items already up to date.
+    failed : list of dict
+        ``{'item': ..., 'error': ...}`` per failed item.
+    seconds : float
+        Wall time of the step.
+    peak_rss_mb : float
+        Peak resident memory of this process and its workers during the step.
+    """
+
+    name: str
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+
+@dataclasses.dataclass
+class RunReport:
+    """The outcome of :func:`run_pipeline`.
+
+    Attributes
+    ----------
+    steps : list of StepReport
+        In order.
+    summary : dict
+        Totals (polygons, duplicates, covered area, tiles per zoom, timings).
+    ok : bool
+        False if any item failed.
+    """
+
+    steps: list[StepReport]
+    summary: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return not any(s.failed for s in self.steps)
+
+    @property
+    def failures(self) -> list[dict[str, str]]:
+        """Every failed item of every step."""
+        return [dict(f, step=s.name) for s in self.steps for f in s.failed]
+
+
+# ----------------------------------------------------------------- tasks
+def _guarded(func: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
+    """Run ``func(item)`` and return ``(True, result)`` or ``(False, error text)``."""
+    try:
+        return True, func(item)
+    except Exception as e:  # reported per item; the run goes on
+        return False, f"{type(e).__name__}: {e}"
+
+
+def _guarded_batch(func: Callable[[Any], Any], items: Sequence[Any]) -> list[tuple[bool, Any]]:
+    return [_guarded(func, it) for it in items]
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _staged_fingerprint(path: Path) -> str | None:
+    try:
+        return (pyogrio.read_info(path, layer=STAGED_LAYER).get("layer_metadata") or {}).get("grouputils_parts")
+    except Exception:
+        return None
+
+
+class _Runner:
+    """Maps functions over items on one executor, with progress, kill hook and profiling."""
+
+    def __init__(self, executor: Executor, workers: int, progress: bool) -> None:
+        self.executor = executor
+        self.workers = workers
+        self.progress = progress
+        kill = os.environ.get(KILL_HOOK, "")
+        self.kill_step, _, n = kill.partition(":")
+        self.kill_after = int(n) if n else None
+
+    def map(self, step: str, func: Callable[[Any], Any], items: Sequence[Any], *, batch: bool) -> list[tuple[bool, Any]]:
+        items = list(items)
+        if not items:
+            return []
+        if batch and len(items) > 1:
+            size = choose_batch_size(len(items), self.workers)
+            batches = make_batch(items, size)
+            task = functools.partial(_guarded_batch, func)
+        else:
+            batches = [[it] for it in items]
+            task = functools.partial(_guarded_batch, func)
+        mapper = serial_map if self.executor == "serial" else parallel_map
+        if self.kill_step == step and self.kill_after is not None:
+            # Test-only: die (SIGKILL, no clean-up) after a number of batches.
+            head = batches[: self.kill_after]
+            mapper(task, head, progress=False, desc=step)
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = mapper(task, batches, progress=self.progress, desc=step)
+        return [r for chunk in out for r in chunk]
+
+
+# -------------------------------------------------------------- pipeline
+def _load_manifest(path: Path) -> dict[str, dict[str, str]]:
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@contextlib.contextmanager
+def _executor(executor: Executor, workers: int, config: Config, slurm: dict[str, Any] | None) -> Iterator[float]:
+    """Load the executor; yield its start-up time (s), measured with a warm-up task."""
+    if executor == "serial":
+        yield 0.0
+        return
+    import parsl
+
+    from grouputils.parallel import local_config, slurm_config
+
+    run_dir = config.dir_output / "parsl-runinfo"
+    if executor == "local":
+        pconf = local_config(workers, run_dir=run_dir, config=config)
+    elif executor == "slurm":
+        if not slurm or "partition" not in slurm:
+            raise InputError("--config", "executor 'slurm' needs a [slurm] table with at least partition=")
+        pconf = slurm_config(run_dir=run_dir, **slurm)
+    else:
+        raise ValueError(f"unknown executor {executor!r}; use serial, local or slurm")
+    t0 = time.perf_counter()
+    with parsl.load(pconf):
+        # Start-up ends when every worker has imported the pipeline's modules.
+        parallel_map(_warm_up, range(workers), progress=False)
+        yield time.perf_counter() - t0
+
+
+def _warm_up(_: int) -> float:
+    """Import the heavy modules on a worker (and hold it briefly so each worker gets one)."""
+    import grouputils.rasterize  # noqa: F401
+    import grouputils.staging  # noqa: F401
+
+    time.sleep(0.2)
+    return time.perf_counter()
+
+
+def run_pipeline(
+    config: Config,
+    *,
+    executor: Executor = "local",
+    workers: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    slurm: dict[str, Any] | None = None,
+) -> RunReport:
+    """Run every step on every input of ``config.dir_input``; resume what is done.
+
+    Parameters
+    ----------
+    config : Config
+        Folders and settings.
+    executor : {'local', 'serial', 'slurm'}
+        Where tasks run (see the module docstring).
+    workers : int, optional
+        Workers for ``'local'`` (default ``min(11, usable cores)``; more is clamped
+        with a warning). Ignored by ``'serial'``.
+    force : bool
+        Delete earlier outputs and start over.
+    progress : bool
+        tqdm bars per step.
+    slurm : dict, optional
+        Keyword arguments of :func:`grouputils.parallel.slurm_config`.
+
+    Returns
+    -------
+    RunReport
+        Per-step reports and the run summary (also saved as ``run-summary.json``).
+
+    Raises
+    ------
+    InputError
+        The input folder is missing, empty or holds no GeoPackages.
+    OutputError
+        The output folder cannot be written.
+    """
+    from grouputils.parallel import usable_cores, clamp_workers
+
+    stager = TileStager(config)
+    rasterizer = RasterTiler(config)
+    inputs = stager.tiles.get_filenames_from_dir("input")
+    if not config.dir_input.is_dir():
+        raise InputError(config.dir_input, "input folder does not exist")
+    if not inputs:
+        raise InputError(config.dir_input, f"holds no input files ending in {config.input_ext}")
+    try:
+        config.dir_output.mkdir(parents=True, exist_ok=True)
+        probe = config.dir_output / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(config.dir_output, f"output folder is not writable ({e.strerror or e})") from e
+    if force:
+        stager.clear(everything=True)
+        (config.dir_output / MANIFEST).unlink(missing_ok=True)
+    if executor == "serial":
+        n_workers = 1
+    else:
+        n_workers = clamp_workers(workers, config) if workers else min(11, usable_cores(config))
+
+    mpath = config.dir_output / MANIFEST
+    manifest = _load_manifest(mpath)
+    steps: list[StepReport] = []
+    timeline = []
+    t_run = time.perf_counter()
+    with _executor(executor, n_workers, config, slurm) as startup_s:
+        runner = _Runner(executor, n_workers, progress)
+
+        def step(name: str):
+            rep = StepReport(name)
+            steps.append(rep)
+            return rep
+
+        # 1. stage (one task per input file; unchanged inputs are skipped)
+        rep = step("stage")
+        with profile_resources() as prof:
+            stager.remove_orphans()  # left by a killed run
+            known = {stager.source_key(p) for p in inputs}
+            for m in stager.manifests():
+                if m["source"] not in known:
+                    stager.unstage(config.dir_input / m["source"])
+            todo = [p for p in inputs if not stager.is_staged(p)]
+            rep.total, rep.skipped = len(inputs), len(inputs) - len(todo)
+            for path, (ok, res) in zip(todo, runner.map("stage", stager.stage, todo, batch=False)):
+                if ok:
+                    rep.done += 1
+                else:
+                    rep.failed.append({"item": str(path), "error": res})
+        _finish(rep, prof, timeline)
+
+        # 2. finalize (the per-tile reduce: duplicate flags)
+        rep = step("finalize")
+        with profile_resources() as prof:
+            todo = stager.tiles_to_finalize()
+            rep.total = len(stager.committed_tiles())
+            rep.skipped = max(0, rep.total - len(todo))
+            _collect(rep, todo, runner.map("finalize", stager.finalize_tile, todo, batch=True))
+            stager.write_summary()
+        _finish(rep, prof, timeline)
+
+        # 3. rasterize the staging zoom level
+        settings = config.fingerprint("tms", "z", "statistics", "tile_size")
+        geo = manifest.setdefault("geotiff", {})
+        staged = stager.tiles.get_filenames_from_dir("staged", z=config.z)
+        staged_tiles = {tile_from_path(p): p for p in staged}
+        rep = step(f"rasterize z={config.z}")
+        with profile_resources() as prof:
+            want: dict[str, str] = {}
+            for tile, path in staged_tiles.items():
+                fp = _staged_fingerprint(path)
+                want[tile_to_str(tile)] = _fingerprint(fp, settings)
+            todo = [
+                staged_tiles[t]
+                for t in staged_tiles
+                if geo.get(tile_to_str(t)) != want[tile_to_str(t)] or not stager.tiles.path("geotiff", t).exists()
+            ]
+            _remove_stale(rasterizer, geo, {k for k in want}, config.z)
+            rep.total, rep.skipped = len(staged_tiles), len(staged_tiles) - len(todo)
+            results = runner.map("rasterize", rasterizer.rasterize_vector, todo, batch=True)
+            _collect(rep, todo, results)
+            for path, (ok, _) in zip(todo, results):
+                if ok:
+                    key = tile_to_str(tile_from_path(path))
+                    geo[key] = want[key]
+            write_json_atomic(mpath, manifest)
+        _finish(rep, prof, timeline)
+
+        # 4. parents, one zoom level at a time down to 0
+        rep = step("parents")
+        with profile_resources() as prof:
+            for z in range(config.z - 1, -1, -1):
+                children = [k for k in geo if f"z={z + 1})" in k]
+                parents: dict[str, list[str]] = {}
+                for k in children:
+                    t = _parse(k)
+                    parents.setdefault(tile_to_str(stager.tiles.get_parent_tile(t)), []).append(k)
+                want = {p: _fingerprint(sorted(geo[c] for c in kids), settings) for p, kids in parents.items()}
+                _remove_stale(rasterizer, geo, set(want), z)
+                todo = [
+                    _parse(p)
+                    for p in sorted(want)
+                    if geo.get(p) != want[p] or not stager.tiles.path("geotiff", _parse(p)).exists()
+                ]
+                rep.total += len(want)
+                rep.skipped += len(want) - len(todo)
+                results = runner.map(f"parents z={z}", rasterizer.parent_geotiff, todo, batch=True)
+                _collect(rep, todo, results)
+                for t, (ok, _) in zip(todo, results):
+                    if ok:
+                        geo[tile_to_str(t)] = want[tile_to_str(t)]
+                write_json_atomic(mpath, manifest)
+        _finish(rep, prof, timeline)
+
+        # 5. web tiles (every statistic of every GeoTIFF)
+        rep = step("web tiles")
+        web = manifest.setdefault("web_tiles", {})
+        with profile_resources() as prof:
+            style = _fingerprint([dataclasses.asdict(s) for s in config.statistics])
+            want = {k: _fingerprint(v, style) for k, v in geo.items()}
+            for k in list(web):
+                if k not in want:
+                    web.pop(k)
+            todo = [
+                stager.tiles.path("geotiff", _parse(k))
+                for k in sorted(want, key=lambda s: _sort_key(_parse(s)))
+                if web.get(k) != want[k]
+                or not all(
+                    stager.tiles.path("web_tiles", _parse(k), s).exists() for s in config.statistic_names
+                )
+            ]
+            rep.total, rep.skipped = len(want), len(want) - len(todo)
+            results = runner.map("web tiles", rasterizer.webtile, todo, batch=True)
+            _collect(rep, todo, results)
+            for path, (ok, _) in zip(todo, results):
+                if ok:
+                    key = tile_to_str(tile_from_path(path))
+                    web[key] = want[key]
+            write_json_atomic(mpath, manifest)
+            rasterizer.write_legends()
+            rasterizer.write_summary()
+        _finish(rep, prof, timeline)
+
+    # 6. map page and summary (this process)
+    from grouputils.webmap import write_map_page
+
+    write_map_page(config)
+    summary = _summary(config, stager, steps, startup_s, time.perf_counter() - t_run, executor, n_workers)
+    write_json_atomic(config.dir_output / SUMMARY, summary)
+    _save_timeline(config, timeline)
+    return RunReport(steps=steps, summary=summary)
+
+
+def _parse(text: str) -> Tile:
+    from grouputils.tiles import str_to_tile
+
+    return str_to_tile(text)
+
+
+def _sort_key(t: Tile) -> tuple[int, int, int]:
+    return (-t.z, t.x, t.y)
+
+
+def _collect(rep: StepReport, items: Sequence[Any], results: Sequence[tuple[bool, Any]]) -> None:
+    for item, (ok, res) in zip(items, results):
+        if ok:
+            rep.done += 1
+        else:
+            rep.failed.append({"item": str(item), "error": str(res)})
+
+
+def _finish(rep: StepReport, prof, timeline: list) -> None:
+    rep.seconds = prof.wall_s
+    rep.peak_rss_mb = prof.peak_rss_bytes / 1e6
+    timeline.append((rep.name, prof))
+    log.info("%s: %d done, %d up to date, %d failed in %.1f s", rep.name, rep.done, rep.skipped, len(rep.failed), rep.seconds)
+
+
+def _remove_stale(rasterizer: RasterTiler, geo: dict[str, str], keep: set[str], z: int) -> None:
+    """Delete GeoTIFFs (and their web tiles) of zoom ``z`` whose inputs are gone."""
+    tiles = rasterizer.tiles
+    on_disk = {tile_to_str(tile_from_path(p)) for p in tiles.get_filenames_from_dir("geotiff", z=z)}
+    for k in (on_disk | {k for k in geo if f"z={z})" in k}) - keep:
+        t = _parse(k)
+        tiles.path("geotiff", t).unlink(missing_ok=True)
+        for s in rasterizer.config.statistic_names:
+            tiles.path("web_tiles", t, s).unlink(missing_ok=True)
+        geo.pop(k, None)
+
+
+def _summary(config: Config, stager: TileStager, steps: list[StepReport], startup_s: float, wall_s: float, executor: str, workers: int) -> dict[str, Any]:
+    manifests = stager.manifests()
+    read = sum(m["counts"]["read"] for m in manifests)
+    repaired = sum(m["counts"]["repaired"] for m in manifests)
+    dropped = sum(m["counts"]["dropped"] for m in manifests)
+    unique = dup = 0
+    for p in stager.tiles.get_filenames_from_dir("staged", z=config.z):
+        df = pyogrio.read_dataframe(
+            p, layer=STAGED_LAYER, columns=["staging_centroid_within_tile", "staging_duplicated"], read_geometry=False
+        )
+        within = df["staging_centroid_within_tile"].to_numpy(bool)
+        d = df["staging_duplicated"].to_numpy(bool)
+        unique += int((within & ~d).sum())
+        dup += int((within & d).sum())
+    from grouputils.rasterize import covered_area_m2
+
+    tiles_per_zoom = {
+        z: len(stager.tiles.get_filenames_from_dir("geotiff", z=z)) for z in range(config.z, -1, -1)
+    }
+    return {
+        "input_files": len(manifests),
+        "polygons_read": read,
+        "unique_polygons": unique,
+        "duplicates_flagged": dup,
+        "polygons_repaired": repaired,
+        "polygons_dropped": dropped,
+        "covered_area_km2": covered_area_m2(config) / 1e6,
+        "staged_tiles": len(stager.tiles.get_filenames_from_dir("staged", z=config.z)),
+        "geotiff_tiles_per_zoom": tiles_per_zoom,
+        "executor": executor,
+        "workers": workers,
+        "executor_startup_s": round(startup_s, 3),
+        "wall_s": round(wall_s, 3),
+        "steps": [dataclasses.asdict(s) for s in steps],
+        "failures": [dict(f, step=s.name) for s in steps for f in s.failed],
+    }
+
+
+def _save_timeline(config: Config, timeline: list) -> None:
+    """Save the resource timeline of the run (CPU, memory per step) as a PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 2.2 * max(1, len(timeline))), layout="constrained")
+    axes = fig.subplots(len(timeline), 1, squeeze=False)[:, 0]
+    for ax, (name, prof) in zip(axes, timeline):
+        prof.plot(ax=ax)
+        ax.set_title(name, loc="left", fontsize=9)
+    fig.savefig(config.dir_output / "run-resources.png", dpi=90)
