@@ -31,6 +31,7 @@ from grouputils.profiling import (
     sweep_workers,
 )
 from grouputils.rasterize import RasterTiler, initialize_rasterizer
+from grouputils.samples import generate_dataset, sample_dir, sample_files
 from grouputils.staging import StageResult, TileStager, initialize_stager
 from grouputils.tiles import Tile, Tiles
 
@@ -47,6 +48,9 @@ __all__ = [
     "load_config_file",
     "Tile",
     "Tiles",
+    "sample_dir",
+    "sample_files",
+    "generate_dataset",
     "make_batch",
     "choose_batch_size",
     "usable_cores",

@@ -440,6 +440,7 @@ def local_config(
     strategy_period: float = 0.5,
     label: str = "htex_local",
     allow_more: bool = False,
+    blocks: int = 1,
 ) -> "parsl.config.Config":
     """A fresh Parsl configuration for a pool of worker processes on this machine.
 
@@ -472,6 +473,11 @@ def local_config(
         Keep ``workers`` even above :func:`usable_cores` (still warns). Only
         for deliberate oversubscription experiments on a machine you do not
         share.
+    blocks : int
+        Independent worker pools (Parsl blocks), each with ``workers``
+        workers. More than one simulates several cluster nodes on one machine
+        (each block is what one SLURM job would be); the total is clamped to
+        the usable cores unless ``allow_more``.
 
     Returns
     -------
@@ -508,6 +514,9 @@ def local_config(
             )
     else:
         n = clamp_workers(workers, config)
+    blocks = _check_positive_int(blocks, "blocks")
+    if blocks > 1 and not allow_more:
+        n = max(1, clamp_workers(n * blocks, config) // blocks)
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir(config)
     run_dir = run_dir.expanduser().resolve()
     python = sys.executable
@@ -519,9 +528,9 @@ def local_config(
         launch_cmd=_worker_launch_cmd(python),
         interchange_launch_cmd=_interchange_cmd(python),
         provider=LocalProvider(
-            init_blocks=1,
-            min_blocks=1,
-            max_blocks=1,
+            init_blocks=blocks,
+            min_blocks=blocks,
+            max_blocks=blocks,
             nodes_per_block=1,
             worker_init=worker_init or "",
         ),

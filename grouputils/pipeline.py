@@ -193,7 +193,9 @@ def _load_manifest(path: Path) -> dict[str, dict[str, str]]:
 
 
 @contextlib.contextmanager
-def _executor(executor: Executor, workers: int, config: Config, slurm: dict[str, Any] | None) -> Iterator[float]:
+def _executor(
+    executor: Executor, workers: int, config: Config, slurm: dict[str, Any] | None, blocks: int = 1
+) -> Iterator[float]:
     """Load the executor; yield its start-up time (s), measured with a warm-up task."""
     if executor == "serial":
         yield 0.0
@@ -204,7 +206,7 @@ def _executor(executor: Executor, workers: int, config: Config, slurm: dict[str,
 
     run_dir = config.dir_output / "parsl-runinfo"
     if executor == "local":
-        pconf = local_config(workers, run_dir=run_dir, config=config)
+        pconf = local_config(workers, run_dir=run_dir, config=config, blocks=blocks)
     elif executor == "slurm":
         if not slurm or "partition" not in slurm:
             raise InputError("--config", "executor 'slurm' needs a [slurm] table with at least partition=")
@@ -214,7 +216,7 @@ def _executor(executor: Executor, workers: int, config: Config, slurm: dict[str,
     t0 = time.perf_counter()
     with parsl.load(pconf):
         # Start-up ends when every worker has imported the pipeline's modules.
-        parallel_map(_warm_up, range(workers), progress=False)
+        parallel_map(_warm_up, range(workers * blocks), progress=False)
         yield time.perf_counter() - t0
 
 
@@ -235,6 +237,7 @@ def run_pipeline(
     force: bool = False,
     progress: bool = True,
     slurm: dict[str, Any] | None = None,
+    blocks: int = 1,
 ) -> RunReport:
     """Run every step on every input of ``config.dir_input``; resume what is done.
 
@@ -253,6 +256,9 @@ def run_pipeline(
         tqdm bars per step.
     slurm : dict, optional
         Keyword arguments of :func:`grouputils.parallel.slurm_config`.
+    blocks : int
+        For ``'local'``: independent worker pools, to simulate several nodes
+        on one machine (``workers`` each).
 
     Returns
     -------
@@ -295,8 +301,8 @@ def run_pipeline(
     steps: list[StepReport] = []
     timeline = []
     t_run = time.perf_counter()
-    with _executor(executor, n_workers, config, slurm) as startup_s:
-        runner = _Runner(executor, n_workers, progress)
+    with _executor(executor, n_workers, config, slurm, blocks) as startup_s:
+        runner = _Runner(executor, n_workers * (blocks if executor == "local" else 1), progress)
 
         def step(name: str):
             rep = StepReport(name)
