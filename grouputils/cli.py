@@ -10,6 +10,8 @@ Examples
     grouputils sample data-samples --scale samples --seed 20190903
     grouputils sample --summary                  # the shipped samples (or $GROUPUTILS_DATA)
     grouputils sample /scratch/iwp-course --scale course
+    grouputils run data-samples group-project --workers 2
+    grouputils run /scratch/iwp /scratch/iwp-out --executor slurm --config cluster.toml
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from grouputils.errors import GroupUtilsError
 
-__all__ = ["build_parser", "cmd_sample", "main"]
+__all__ = ["build_parser", "cmd_sample", "cmd_run", "main"]
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
@@ -82,7 +84,98 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_sample(sub)
+    _add_run(sub)
     return parser
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the whole pipeline (stage, rasterize, pyramid, web tiles, map) in parallel",
+        description=(
+            "Stage every GeoPackage of INPUT_DIR into tiles, flag duplicates, rasterize, build the "
+            "pyramid to z=0, colour web tiles and write OUTPUT_DIR/index.html, mapping each step "
+            "over its items on the chosen executor. A rerun redoes only what changed."
+        ),
+    )
+    p.add_argument("input_dir", type=Path, metavar="INPUT_DIR")
+    p.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    p.add_argument("--workers", type=int, default=None, help="workers (default: min(11, usable cores))")
+    p.add_argument(
+        "--executor", choices=["serial", "local", "slurm"], default="local", help="where tasks run (default: local)"
+    )
+    p.add_argument("--config", type=Path, default=None, metavar="FILE", help="TOML file of settings (and [slurm])")
+    p.add_argument("--force", action="store_true", help="delete earlier outputs and start over")
+    p.add_argument("--blocks", type=int, default=1, help=argparse.SUPPRESS)  # multi-node simulation
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``grouputils run``: the whole pipeline; exit status 1 if any item failed."""
+    from grouputils.config import Config, load_config_file
+    from grouputils.pipeline import run_pipeline
+
+    settings = load_config_file(args.config) if args.config else {}
+    slurm = settings.pop("slurm", None)
+    settings.pop("dir_input", None)
+    settings.pop("dir_output", None)
+    config = Config(dir_input=args.input_dir, dir_output=args.output_dir, **settings)
+    try:
+        config.dir_output.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler | None = logging.FileHandler(config.dir_output / "run.log")
+    except OSError as e:
+        from grouputils.errors import OutputError
+
+        raise OutputError(config.dir_output, f"output folder is not writable ({e.strerror or e})") from e
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    pkg_log = logging.getLogger("grouputils")
+    old_level = pkg_log.level
+    pkg_log.addHandler(handler)
+    pkg_log.setLevel(logging.INFO)
+    try:
+        report = run_pipeline(
+            config,
+            executor=args.executor,
+            workers=args.workers,
+            force=args.force,
+            progress=not args.no_progress,
+            slurm=slurm,
+            blocks=args.blocks,
+        )
+    finally:
+        pkg_log.removeHandler(handler)
+        pkg_log.setLevel(old_level)
+        handler.close()
+    _print_run(report, config)
+    return 0 if report.ok else 1
+
+
+def _print_run(report, config) -> None:  # a grouputils.pipeline.RunReport
+    s = report.summary
+    print()
+    print(f"{'step':18s} {'items':>6s} {'done':>6s} {'skipped':>8s} {'failed':>7s} {'seconds':>8s} {'peak MB':>8s}")
+    for st in report.steps:
+        print(
+            f"{st.name:18s} {st.total:6d} {st.done:6d} {st.skipped:8d} {len(st.failed):7d} "
+            f"{st.seconds:8.2f} {st.peak_rss_mb:8.0f}"
+        )
+    print()
+    print(f"input files            {s['input_files']}")
+    print(f"polygons read          {s['polygons_read']}")
+    print(f"unique polygons        {s['unique_polygons']}")
+    print(f"duplicates flagged     {s['duplicates_flagged']}")
+    print(f"repaired / dropped     {s['polygons_repaired']} / {s['polygons_dropped']}")
+    print(f"covered area           {s['covered_area_km2']:.3f} km2")
+    tiles = ", ".join(f"z{z}: {n}" for z, n in s["geotiff_tiles_per_zoom"].items())
+    print(f"tiles per zoom         {tiles}")
+    print(f"executor               {s['executor']} ({s['workers']} workers), start-up {s['executor_startup_s']:.1f} s")
+    print(f"wall time              {s['wall_s']:.1f} s")
+    print(f"map                    {config.dir_output / 'index.html'} (serve the folder: python -m http.server)")
+    print(f"summary                {config.dir_output / 'run-summary.json'}, log {config.dir_output / 'run.log'}")
+    for f in report.failures:
+        print(f"FAILED {f['step']}: {f['item']}: {f['error']}", file=sys.stderr)
 
 
 def _print_summary(table) -> None:  # a pandas.DataFrame from samples.summarize
@@ -130,10 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level={0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG),
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    console = logging.StreamHandler()
+    console.setLevel(level)  # also filters records of libraries (Parsl logs at DEBUG)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(console)
+    root.setLevel(min(root.level or logging.WARNING, level))
     try:
         return int(args.func(args))
     except GroupUtilsError as e:
@@ -142,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        root.removeHandler(console)
 
 
 if __name__ == "__main__":  # pragma: no cover
