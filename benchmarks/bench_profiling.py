@@ -108,6 +108,29 @@ def parsl_speedup(run_dir: Path, n_tasks: int) -> dict[str, object]:
             "verdict": str(classify_bound(sweep))}
 
 
+def engine_sweeps(tmp: Path) -> dict[str, object]:
+    """Staging and rasterization of the shipped samples at 1 and 2 Parsl workers, with verdicts."""
+    import warnings
+
+    from grouputils import initialize_rasterizer, initialize_stager, sample_dir
+
+    warnings.simplefilter("ignore")
+    stager = initialize_stager(sample_dir(), tmp / "engine")
+    inputs = stager.tiles.get_filenames_from_dir("input")
+    out: dict[str, object] = {}
+    sweep = sweep_workers(stager.stage, inputs, workers=[1, 2], run_dir=tmp / "run-stage", progress=False)
+    out["staging"] = (sweep.table[["workers", "wall_s", "startup_s", "speedup", "efficiency"]]
+                      .round(3).to_dict(orient="records"), str(classify_bound(sweep)))
+    stager.finalize(progress=False)
+    rasterizer = initialize_rasterizer(sample_dir(), tmp / "engine")
+    staged = rasterizer.tiles.get_filenames_from_dir("staged")
+    sweep = sweep_workers(rasterizer.rasterize_vector, staged, workers=[1, 2], batch_size=4,
+                          run_dir=tmp / "run-raster", progress=False)
+    out["rasterization"] = (sweep.table[["workers", "wall_s", "startup_s", "speedup", "efficiency"]]
+                            .round(3).to_dict(orient="records"), str(classify_bound(sweep)))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=7, help="interleaved pairs per interval")
@@ -123,6 +146,7 @@ def main() -> None:
         results["sample_cost"] = sample_cost()
         results["parsl"] = parsl_startup_and_overhead(tmp_path / "run-overhead", args.tasks)
         results["speedup"] = parsl_speedup(tmp_path / "run-sweep", args.sweep_tasks)
+        results["engine"] = engine_sweeps(tmp_path)
     results["load_after"] = os.getloadavg()
 
     print(f"usable cores: {results['usable_cores']}; load average before "
@@ -146,6 +170,12 @@ def main() -> None:
               f"{row['efficiency']:.2f}, task CPU ratio {row['task_cpu_ratio']:.2f}, queued "
               f"{row['task_queue_ratio']:.2f}, other processes {row['other_cpu_cores']:.2f} cores")
     print(f"verdict: {results['speedup']['verdict']}")
+    for step, (rows, verdict) in results["engine"].items():
+        for row in rows:
+            print(f"{step} of the shipped samples, {row['workers']} worker(s): {row['wall_s']:.2f} s "
+                  f"(start-up {row['startup_s']:.2f} s excluded), speed-up {row['speedup']:.2f}, "
+                  f"efficiency {row['efficiency']:.2f}")
+        print(f"{step} verdict: {verdict}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
