@@ -83,3 +83,23 @@ def test_environment_yml_mirrors_pyproject_ranges():
 def test_sqlalchemy_is_pinned_below_2_1_for_parsl_monitoring():
     """nbgrader would pull SQLAlchemy 2.1, which Parsl's monitoring refuses."""
     assert _pins_pyproject()["sqlalchemy"] == ">=2,<2.1"
+
+
+def test_readme_config_examples_build_a_config_and_a_slurm_config(tmp_path):
+    """The TOML settings shown in the README are valid for `grouputils run --config`."""
+    from grouputils.config import Config, load_config_file
+    from grouputils.parallel import slurm_config
+
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    toml_file = tmp_path / "settings.toml"
+    toml_file.write_text("\n".join(blocks))
+    settings = load_config_file(toml_file)
+    slurm = settings.pop("slurm")
+    config = Config(dir_input=tmp_path, **settings)
+    assert "mean_area" in config.statistic_names
+    parsl_config = slurm_config(run_dir=tmp_path / "runinfo", **slurm)
+    provider = parsl_config.executors[0].provider
+    assert provider.partition == slurm["partition"]
+    assert provider.account == slurm["account"]
