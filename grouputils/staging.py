@@ -96,6 +96,7 @@ _META_KEY = "grouputils_parts"
 _SOURCE = "_source"  # hidden sort keys in parts, dropped from staged tiles
 _FID = "_fid"
 _MANIFESTS = "manifests"
+_NEIGHBOURS = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) != (0, 0)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -467,6 +468,23 @@ class TileStager:
         blob = json.dumps([sorted(names), self.config.fingerprint(*FINALIZE_SETTINGS)])
         return _sha(blob, 20)
 
+    @staticmethod
+    def _neighbourhood(tile: Tile, lookup) -> list[str]:
+        """Part names a staged tile depends on: its own and its 8 neighbours' (by offset).
+
+        Duplicate flags of a polygon that crosses into a neighbouring tile
+        depend on the polygons there, so a change next door re-finalizes.
+        """
+        names = list(lookup(tile))
+        for dx, dy in _NEIGHBOURS:
+            if tile.x + dx >= 0 and tile.y + dy >= 0:
+                nb = Tile(tile.x + dx, tile.y + dy, tile.z)
+                names += [f"{dx},{dy}/{n}" for n in lookup(nb)]
+        return names
+
+    def _tile_fingerprint(self, tile: Tile) -> str:
+        return self._parts_fingerprint(self._neighbourhood(tile, self._committed_for_tile))
+
     def tiles_to_finalize(self) -> list[Tile]:
         """Tiles whose staged file is missing or older than their committed parts.
 
@@ -475,8 +493,9 @@ class TileStager:
         """
         committed = self._committed()
         todo = []
-        for tile, names in committed.items():
-            if _recorded_fingerprint(self.tiles.path("staged", tile)) != self._parts_fingerprint(names):
+        for tile in committed:
+            expected = self._parts_fingerprint(self._neighbourhood(tile, lambda t: sorted(committed.get(t, []))))
+            if _recorded_fingerprint(self.tiles.path("staged", tile)) != expected:
                 todo.append(tile)
         for tile in self.tiles.tiles_in("staged", z=self.config.z):
             if tile not in committed:
@@ -506,21 +525,64 @@ class TileStager:
         table = pa.concat_tables([pq.read_table(d / n) for n in names], promote_options="permissive")
         order = np.lexsort((table.column(_FID).to_numpy(), _rank(table.column(_SOURCE))[1]))
         table = table.take(pa.array(order))
-        sources, rank = _rank(table.column(_SOURCE))
-        if len(sources) > 1:
-            geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
-            flags = duplicate_flags(geoms, rank, self.config.dedup_overlap)
-        else:  # duplicates are only ever flagged across input files
-            flags = np.zeros(table.num_rows, dtype=bool)
+        neighbourhood = self._neighbourhood(tile, self._committed_for_tile)
+        flags = self._duplicate_flags(tile, table, neighbourhood)
         idx = table.schema.get_field_index("staging_duplicated")
         table = table.set_column(idx, "staging_duplicated", pa.array(flags))
         tids = table.column("_gtype").to_numpy()
         table = table.drop_columns([_SOURCE, _FID, "_gtype"])
-        fingerprint = self._parts_fingerprint(names)
+        fingerprint = self._parts_fingerprint(neighbourhood)
         with atomic_path(dest) as tmp:
             meta = {_META_KEY: fingerprint, "grouputils_tile": tile_to_str(tile)}
             _write_gpkg(table, tmp, _tms_crs(self.tiles), meta, tids)
         return {"tile": tile, "rows": table.num_rows, "duplicates": int(flags.sum()), "path": dest}
+
+    def _duplicate_flags(self, tile: Tile, table: pa.Table, neighbourhood: Sequence[str]) -> np.ndarray:
+        """Duplicate flags of a tile's rows, looking into neighbouring tiles where polygons cross.
+
+        A polygon crossing into a neighbouring tile is compared with the
+        polygons there too, so every row of one polygon, in every tile it is
+        written to, gets the same flag.
+        """
+        n = table.num_rows
+        if len({name.rsplit("/", 1)[-1].split(".", 1)[0] for name in neighbourhood}) < 2:
+            return np.zeros(n, dtype=bool)  # one input file around: nothing to flag
+        geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+        sources = table.column(_SOURCE).to_pylist()
+        tb = self.tiles.bounds(tile)
+        b = shapely.bounds(geoms)
+        crossing = np.flatnonzero((b[:, 0] < tb.left) | (b[:, 2] > tb.right) | (b[:, 1] < tb.bottom) | (b[:, 3] > tb.top))
+        extra_geoms: list[np.ndarray] = []
+        extra_sources: list[str] = []
+        if len(crossing):
+            c0, r0 = self.tiles.tile_indices(b[crossing, 0], b[crossing, 3])
+            c1, r1 = self.tiles.tile_indices(b[crossing, 2], b[crossing, 1])
+            wanted = {
+                Tile(int(x), int(y), tile.z)
+                for i in range(len(crossing))
+                for x in range(min(c0[i], c1[i]), max(c0[i], c1[i]) + 1)
+                for y in range(min(r0[i], r1[i]), max(r0[i], r1[i]) + 1)
+            } - {tile}
+            own_ids = set(table.column("staging_id").to_pylist())
+            tree = shapely.STRtree(geoms[crossing])
+            for nb in sorted(wanted, key=lambda t: (t.x, t.y)):
+                d = self._tile_parts_dir(nb)
+                for name in self._committed_for_tile(nb):
+                    part = pq.read_table(d / name, columns=["geometry", "staging_id", _SOURCE])
+                    keep = ~np.isin(np.asarray(part.column("staging_id").to_pylist(), dtype=object), list(own_ids))
+                    if not keep.any():
+                        continue
+                    g = shapely.from_wkb(part.column("geometry").to_numpy(zero_copy_only=False))[keep]
+                    hit = np.unique(tree.query(g, predicate="intersects")[0])
+                    if len(hit):
+                        extra_geoms.append(g[hit])
+                        src = np.asarray(part.column(_SOURCE).to_pylist(), dtype=object)[keep][hit]
+                        extra_sources.extend(src.tolist())
+        all_geoms = np.concatenate([geoms, *extra_geoms]) if extra_geoms else geoms
+        _, rank = _rank(pa.chunked_array([pa.array(sources + extra_sources, type=pa.string())]))
+        if len(set(rank.tolist())) < 2:
+            return np.zeros(n, dtype=bool)
+        return duplicate_flags(all_geoms, rank, self.config.dedup_overlap)[:n]
 
     def finalize(self, tiles: Iterable[Tile] | None = None, progress: bool = True) -> pd.DataFrame:
         """Write the final staged tiles with duplicate flags (the *reduce* step).
@@ -915,7 +977,7 @@ def read_staged_tile(path: str | Path, config: Config) -> gpd.GeoDataFrame:
         raise NotFinalizedError(path, "was not written by stager.finalize(): run finalize after staging")
     stager = TileStager(config)
     parts_dir = stager._tile_parts_dir(tile)
-    if parts_dir.is_dir() and recorded != stager._parts_fingerprint(stager._committed_for_tile(tile)):
+    if parts_dir.is_dir() and recorded != stager._tile_fingerprint(tile):
         raise NotFinalizedError(path, "its inputs changed since it was finalized: run stager.finalize()")
     try:
         gdf = pyogrio.read_dataframe(path, layer=STAGED_LAYER, use_arrow=True)

@@ -288,14 +288,6 @@ def test_unstaging_the_first_file_hands_the_kept_copy_to_the_next_file(
     assert_same(s, fresh)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known limitation: flags are computed per tile, so a copy that crosses into a tile its "
-        "earlier-file partner does not reach is unflagged there (2 polygons in the shipped samples); "
-        "fixing it needs finalize to read neighbouring tiles' parts"
-    ),
-)
 def test_every_row_of_a_polygon_carries_the_same_duplicate_flag(tmp_path: Path) -> None:
     # a small polygon (a.gpkg) inside a larger re-detection (b.gpkg) that straddles a tile edge:
     # overlap / smaller area = 1, so b's copy is a duplicate, in both tiles it is written to
