@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
@@ -100,13 +110,18 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input_dir", type=Path, metavar="INPUT_DIR")
     p.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
-    p.add_argument("--workers", type=int, default=None, help="workers (default: min(11, usable cores))")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="workers (default: min(11, usable cores); per node with --executor slurm)",
+    )
     p.add_argument(
         "--executor", choices=["serial", "local", "slurm"], default="local", help="where tasks run (default: local)"
     )
     p.add_argument("--config", type=Path, default=None, metavar="FILE", help="TOML file of settings (and [slurm])")
     p.add_argument("--force", action="store_true", help="delete earlier outputs and start over")
-    p.add_argument("--blocks", type=int, default=1, help=argparse.SUPPRESS)  # multi-node simulation
+    p.add_argument("--blocks", type=_positive_int, default=1, help=argparse.SUPPRESS)  # multi-node simulation
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
@@ -114,19 +129,26 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """``grouputils run``: the whole pipeline; exit status 1 if any item failed."""
     from grouputils.config import Config, load_config_file
-    from grouputils.pipeline import run_pipeline
+    from grouputils.errors import ConfigError, OutputError
+    from grouputils.pipeline import check_inputs, check_slurm_settings, run_pipeline
 
     settings = load_config_file(args.config) if args.config else {}
     slurm = settings.pop("slurm", None)
     settings.pop("dir_input", None)
     settings.pop("dir_output", None)
     config = Config(dir_input=args.input_dir, dir_output=args.output_dir, **settings)
+    if args.executor == "slurm":
+        if args.config is None:
+            raise ConfigError("--executor slurm needs --config FILE with a [slurm] table (partition = ...)")
+        try:
+            check_slurm_settings(slurm)
+        except ConfigError as e:
+            raise ConfigError(f"{args.config}: {e}") from None
+    check_inputs(config)  # before anything is written
     try:
         config.dir_output.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler | None = logging.FileHandler(config.dir_output / "run.log")
+        handler: logging.Handler = logging.FileHandler(config.dir_output / "run.log")
     except OSError as e:
-        from grouputils.errors import OutputError
-
         raise OutputError(config.dir_output, f"output folder is not writable ({e.strerror or e})") from e
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
@@ -170,7 +192,8 @@ def _print_run(report, config) -> None:  # a grouputils.pipeline.RunReport
     print(f"covered area           {s['covered_area_km2']:.3f} km2")
     tiles = ", ".join(f"z{z}: {n}" for z, n in s["geotiff_tiles_per_zoom"].items())
     print(f"tiles per zoom         {tiles}")
-    print(f"executor               {s['executor']} ({s['workers']} workers), start-up {s['executor_startup_s']:.1f} s")
+    blocks = f" x {s['blocks']} blocks" if s.get("blocks", 1) > 1 else ""
+    print(f"executor               {s['executor']} ({s['workers']} workers{blocks}), start-up {s['executor_startup_s']:.1f} s")
     print(f"wall time              {s['wall_s']:.1f} s")
     print(f"map                    {config.dir_output / 'index.html'} (serve the folder: python -m http.server)")
     print(f"summary                {config.dir_output / 'run-summary.json'}, log {config.dir_output / 'run.log'}")

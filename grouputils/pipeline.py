@@ -21,10 +21,16 @@ Every output records what it was made from:
 
 A rerun redoes exactly the outputs whose fingerprint changed or whose file is
 missing, and removes outputs whose inputs disappeared. The manifest is written
-by this process only, after outputs are complete, so a run killed at any
-moment (even with SIGKILL) leaves at worst outputs that the next run redoes,
-and the next run's outputs equal an uninterrupted run's. ``force=True``
-starts over.
+by this process only, after outputs are complete (as batches of tasks finish,
+at most once a second, and at the end of each step), so a run killed at any
+moment (even with SIGKILL) loses at most the last second of work: the next
+run redoes it, keeps the rest, and its outputs equal an uninterrupted run's.
+``force=True`` starts over.
+
+A GeoTIFF depends on its staged tile and on the statistics' names and rules
+(``weight_by``, ``aggregate``, ``resampling``, ``attribute``, ``unit``); a
+web tile also on the palette and ``value_range``, so recolouring redoes only
+the web tiles and legends.
 
 A task that fails (a broken input file, say) does not stop the run: the
 other items finish, the failure is reported with the item and its error, and
@@ -39,27 +45,27 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import signal
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pyogrio
+from tqdm.auto import tqdm
 
 from grouputils.atomic import write_json_atomic
 from grouputils.config import Config
-from grouputils.errors import InputError, OutputError
-from grouputils.parallel import choose_batch_size, make_batch, parallel_map, serial_map
+from grouputils.errors import ConfigError, InputError, OutputError
+from grouputils.parallel import choose_batch_size, make_batch, parallel_map
 from grouputils.profiling import profile_resources
 from grouputils.rasterize import RasterTiler
 from grouputils.staging import STAGED_LAYER, TileStager
-from grouputils.tiles import Tile, tile_from_path, tile_to_str
+from grouputils.tiles import Tile, Tiles, tile_from_path, tile_to_str
 
-__all__ = ["run_pipeline", "RunReport", "StepReport", "Executor"]
+__all__ = ["run_pipeline", "RunReport", "StepReport", "Executor", "check_inputs", "check_slurm_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -151,36 +157,94 @@ def _staged_fingerprint(path: Path) -> str | None:
         return None
 
 
+def _run_task(func: Callable[[Any], Any], item: Any) -> Any:
+    """``func(item)`` on a worker (module level, so Parsl sends it by reference)."""
+    return func(item)
+
+
 class _Runner:
-    """Maps functions over items on one executor, with progress, kill hook and profiling."""
+    """Maps functions over items on one executor, with progress, kill hook and partial results."""
 
     def __init__(self, executor: Executor, workers: int, progress: bool) -> None:
         self.executor = executor
         self.workers = workers
         self.progress = progress
         kill = os.environ.get(KILL_HOOK, "")
-        self.kill_step, _, n = kill.partition(":")
+        self.kill_step, _, n = kill.rpartition(":")
         self.kill_after = int(n) if n else None
 
-    def map(self, step: str, func: Callable[[Any], Any], items: Sequence[Any], *, batch: bool) -> list[tuple[bool, Any]]:
+    def map(
+        self,
+        step: str,
+        func: Callable[[Any], Any],
+        items: Sequence[Any],
+        *,
+        batch: bool,
+        on_done: Callable[[list[Any], list[tuple[bool, Any]]], None] | None = None,
+    ) -> list[tuple[bool, Any]]:
+        """``(ok, result or error text)`` per item, in input order.
+
+        Items go to the executor in batches (one task each) when ``batch``.
+        ``on_done(batch_items, batch_results)`` is called in this process as
+        each batch finishes, in completion order, so a step can record its
+        progress before the whole step ends. A task that fails as a whole
+        (a worker lost to the out-of-memory killer, say) fails each of its
+        items; the other tasks go on.
+        """
         items = list(items)
         if not items:
             return []
-        if batch and len(items) > 1:
-            size = choose_batch_size(len(items), self.workers)
-            batches = make_batch(items, size)
-            task = functools.partial(_guarded_batch, func)
-        else:
-            batches = [[it] for it in items]
-            task = functools.partial(_guarded_batch, func)
-        mapper = serial_map if self.executor == "serial" else parallel_map
-        if self.kill_step == step and self.kill_after is not None:
-            # Test-only: die (SIGKILL, no clean-up) after a number of batches.
-            head = batches[: self.kill_after]
-            mapper(task, head, progress=False, desc=step)
+        size = choose_batch_size(len(items), self.workers) if batch and len(items) > 1 else 1
+        batches = make_batch(items, size)
+        task = functools.partial(_guarded_batch, func)
+        kill = self.kill_step == step and self.kill_after is not None
+        if kill:  # test-only: run a number of batches, then die (SIGKILL, no clean-up)
+            batches = batches[: self.kill_after]
+        results: list[list[tuple[bool, Any]]] = [[] for _ in batches]
+        with tqdm(total=sum(map(len, batches)), desc=step, unit="item", disable=not self.progress or kill) as bar:
+            for i, res in self._completed(task, batches):
+                results[i] = res
+                if on_done is not None:
+                    on_done(batches[i], res)
+                bar.update(len(batches[i]))
+        if kill:
             os.kill(os.getpid(), signal.SIGKILL)
-        out = mapper(task, batches, progress=self.progress, desc=step)
-        return [r for chunk in out for r in chunk]
+        return [r for chunk in results for r in chunk]
+
+    def _completed(self, task: Callable[[Any], Any], batches: list[list[Any]]) -> Iterator[tuple[int, Any]]:
+        """``(batch index, batch results)`` as batches finish."""
+        if self.executor == "serial":
+            for i, b in enumerate(batches):
+                yield i, task(b)
+            return
+        import concurrent.futures
+
+        import parsl
+
+        app = parsl.python_app(_run_task, data_flow_kernel=parsl.dfk(), cache=False)
+        futures = {app(task, b): i for i, b in enumerate(batches)}
+        for fut in concurrent.futures.as_completed(futures):
+            i = futures[fut]
+            try:
+                yield i, fut.result()
+            except Exception as e:  # the task itself was lost, not one item
+                yield i, [(False, f"{type(e).__name__}: {e}")] * len(batches[i])
+
+
+class _ManifestWriter:
+    """Saves ``run-manifest.json`` as results come in, at most every ``every_s`` seconds."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], every_s: float = 1.0) -> None:
+        self.path, self.manifest, self.every_s = path, manifest, every_s
+        self.last = -math.inf
+
+    def maybe(self) -> None:
+        if time.monotonic() - self.last >= self.every_s:
+            self.now()
+
+    def now(self) -> None:
+        write_json_atomic(self.path, self.manifest)
+        self.last = time.monotonic()
 
 
 # -------------------------------------------------------------- pipeline
@@ -202,15 +266,14 @@ def _executor(
         return
     import parsl
 
-    from grouputils.parallel import local_config, slurm_config
+    from grouputils import parallel
 
     run_dir = config.dir_output / "parsl-runinfo"
     if executor == "local":
-        pconf = local_config(workers, run_dir=run_dir, config=config, blocks=blocks)
+        pconf = parallel.local_config(workers, run_dir=run_dir, config=config, blocks=blocks)
     elif executor == "slurm":
-        if not slurm or "partition" not in slurm:
-            raise InputError("--config", "executor 'slurm' needs a [slurm] table with at least partition=")
-        pconf = slurm_config(run_dir=run_dir, **slurm)
+        pconf = parallel.slurm_config(run_dir=run_dir, config=config, **check_slurm_settings(slurm))
+        blocks = 1  # ``workers`` already counts every node of every block
     else:
         raise ValueError(f"unknown executor {executor!r}; use serial, local or slurm")
     t0 = time.perf_counter()
@@ -220,6 +283,46 @@ def _executor(
         yield time.perf_counter() - t0
 
 
+def check_slurm_settings(slurm: dict[str, Any] | None) -> dict[str, Any]:
+    """Check the ``[slurm]`` table of a config file; return it as keyword arguments.
+
+    Parameters
+    ----------
+    slurm : dict or None
+        Keyword arguments of :func:`grouputils.parallel.slurm_config`.
+
+    Returns
+    -------
+    dict
+        A copy of ``slurm``.
+
+    Raises
+    ------
+    ConfigError
+        No table, no ``partition``, or a key ``slurm_config`` does not take.
+    """
+    import inspect
+
+    from grouputils import parallel
+
+    if not slurm or not slurm.get("partition"):
+        raise ConfigError(
+            "executor 'slurm' needs a [slurm] table in the --config file with at least "
+            'partition = "<name>" (and usually account, nodes_per_block, walltime, worker_init)'
+        )
+    allowed = set(inspect.signature(parallel.slurm_config).parameters) - {"run_dir", "config"}
+    unknown = sorted(set(slurm) - allowed)
+    if unknown:
+        raise ConfigError(f"[slurm] has unknown settings {unknown}; known settings are {sorted(allowed)}")
+    return dict(slurm)
+
+
+def _slurm_workers(slurm: dict[str, Any]) -> int:
+    """Workers of every node of every block a SLURM run may get (for batch sizes)."""
+    per_node = slurm.get("workers_per_node") or slurm.get("cores_per_node") or 1
+    return int(per_node) * int(slurm.get("nodes_per_block", 1)) * int(slurm.get("max_blocks", 1))
+
+
 def _warm_up(_: int) -> float:
     """Import the heavy modules on a worker (and hold it briefly so each worker gets one)."""
     import grouputils.rasterize  # noqa: F401
@@ -227,6 +330,42 @@ def _warm_up(_: int) -> float:
 
     time.sleep(0.2)
     return time.perf_counter()
+
+
+def check_inputs(config: Config) -> list[Path]:
+    """The input files of a run, after checking the input and output folders.
+
+    Parameters
+    ----------
+    config : Config
+        Folders and settings.
+
+    Returns
+    -------
+    list of Path
+        Every file below ``config.dir_input`` ending in ``config.input_ext``, sorted.
+
+    Raises
+    ------
+    InputError
+        The input folder is missing, is not a folder, or holds no input files.
+    ConfigError
+        The output folder is the input folder, lies inside it or holds it.
+    """
+    inp = config.dir_input
+    if not inp.exists():
+        raise InputError(inp, "input folder does not exist")
+    if not inp.is_dir():
+        raise InputError(inp, "is not a folder (give the folder that holds the GeoPackages)")
+    a, b = inp.resolve(), config.dir_output.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise ConfigError(f"{config.dir_output}: the output folder must not be, hold or lie inside the input folder {inp}")
+    inputs = Tiles(config).get_filenames_from_dir("input")
+    if not inputs:
+        if not any(inp.iterdir()):
+            raise InputError(inp, "input folder is empty")
+        raise InputError(inp, f"holds no GeoPackages (no file ending in {config.input_ext})")
+    return inputs
 
 
 def run_pipeline(
@@ -249,7 +388,8 @@ def run_pipeline(
         Where tasks run (see the module docstring).
     workers : int, optional
         Workers for ``'local'`` (default ``min(11, usable cores)``; more is clamped
-        with a warning). Ignored by ``'serial'``.
+        with a warning); for ``'slurm'``, workers per node unless the ``[slurm]``
+        table sets ``workers_per_node``. Ignored by ``'serial'``.
     force : bool
         Delete earlier outputs and start over.
     progress : bool
@@ -271,16 +411,27 @@ def run_pipeline(
         The input folder is missing, empty or holds no GeoPackages.
     OutputError
         The output folder cannot be written.
+    ConfigError
+        The output folder is (inside) the input folder, or ``executor='slurm'``
+        without a valid ``slurm`` table.
     """
-    from grouputils.parallel import usable_cores, clamp_workers
+    from grouputils.parallel import clamp_workers, usable_cores
 
+    if executor not in ("serial", "local", "slurm"):
+        raise ValueError(f"unknown executor {executor!r}; use serial, local or slurm")
     stager = TileStager(config)
     rasterizer = RasterTiler(config)
-    inputs = stager.tiles.get_filenames_from_dir("input")
-    if not config.dir_input.is_dir():
-        raise InputError(config.dir_input, "input folder does not exist")
-    if not inputs:
-        raise InputError(config.dir_input, f"holds no input files ending in {config.input_ext}")
+    inputs = check_inputs(config)
+    if executor == "serial":
+        n_workers = 1
+    elif executor == "slurm":
+        # --workers means workers per node there; the login node's cores do not matter
+        slurm = check_slurm_settings(slurm)
+        if workers and "workers_per_node" not in slurm:
+            slurm["workers_per_node"] = workers
+        n_workers = _slurm_workers(slurm)
+    else:
+        n_workers = clamp_workers(workers, config) if workers else min(11, usable_cores(config))
     try:
         config.dir_output.mkdir(parents=True, exist_ok=True)
         probe = config.dir_output / f".write-test-{os.getpid()}"
@@ -291,13 +442,10 @@ def run_pipeline(
     if force:
         stager.clear(everything=True)
         (config.dir_output / MANIFEST).unlink(missing_ok=True)
-    if executor == "serial":
-        n_workers = 1
-    else:
-        n_workers = clamp_workers(workers, config) if workers else min(11, usable_cores(config))
 
     mpath = config.dir_output / MANIFEST
     manifest = _load_manifest(mpath)
+    saver = _ManifestWriter(mpath, manifest)
     steps: list[StepReport] = []
     timeline = []
     t_run = time.perf_counter()
@@ -323,7 +471,7 @@ def run_pipeline(
                 if ok:
                     rep.done += 1
                 else:
-                    rep.failed.append({"item": str(path), "error": res})
+                    _fail(rep, path, res)
         _finish(rep, prof, timeline)
 
         # 2. finalize (the per-tile reduce: duplicate flags)
@@ -337,7 +485,7 @@ def run_pipeline(
         _finish(rep, prof, timeline)
 
         # 3. rasterize the staging zoom level
-        settings = config.fingerprint("tms", "z", "statistics", "tile_size")
+        settings = _raster_settings(config)
         geo = manifest.setdefault("geotiff", {})
         staged = stager.tiles.get_filenames_from_dir("staged", z=config.z)
         staged_tiles = {tile_from_path(p): p for p in staged}
@@ -354,13 +502,12 @@ def run_pipeline(
             ]
             _remove_stale(rasterizer, geo, {k for k in want}, config.z)
             rep.total, rep.skipped = len(staged_tiles), len(staged_tiles) - len(todo)
-            results = runner.map("rasterize", rasterizer.rasterize_vector, todo, batch=True)
+            results = runner.map(
+                "rasterize", rasterizer.rasterize_vector, todo, batch=True,
+                on_done=functools.partial(_record, geo, want, saver),
+            )
             _collect(rep, todo, results)
-            for path, (ok, _) in zip(todo, results):
-                if ok:
-                    key = tile_to_str(tile_from_path(path))
-                    geo[key] = want[key]
-            write_json_atomic(mpath, manifest)
+            saver.now()
         _finish(rep, prof, timeline)
 
         # 4. parents, one zoom level at a time down to 0
@@ -381,12 +528,12 @@ def run_pipeline(
                 ]
                 rep.total += len(want)
                 rep.skipped += len(want) - len(todo)
-                results = runner.map(f"parents z={z}", rasterizer.parent_geotiff, todo, batch=True)
+                results = runner.map(
+                    f"parents z={z}", rasterizer.parent_geotiff, todo, batch=True,
+                    on_done=functools.partial(_record, geo, want, saver),
+                )
                 _collect(rep, todo, results)
-                for t, (ok, _) in zip(todo, results):
-                    if ok:
-                        geo[tile_to_str(t)] = want[tile_to_str(t)]
-                write_json_atomic(mpath, manifest)
+                saver.now()
         _finish(rep, prof, timeline)
 
         # 5. web tiles (every statistic of every GeoTIFF)
@@ -407,14 +554,18 @@ def run_pipeline(
                 )
             ]
             rep.total, rep.skipped = len(want), len(want) - len(todo)
-            results = runner.map("web tiles", rasterizer.webtile, todo, batch=True)
+            results = runner.map(
+                "web tiles", rasterizer.webtile, todo, batch=True,
+                on_done=functools.partial(_record, web, want, saver),
+            )
             _collect(rep, todo, results)
-            for path, (ok, _) in zip(todo, results):
-                if ok:
-                    key = tile_to_str(tile_from_path(path))
-                    web[key] = want[key]
-            write_json_atomic(mpath, manifest)
-            rasterizer.write_legends()
+            # legends: rewritten only when their look changed (or one is missing)
+            legend_fp = _fingerprint(style, config.z)
+            legends = [config.dir_web_tiles / s.name / "legend.png" for s in config.statistics]
+            if manifest.get("legends") != legend_fp or not all(p.exists() for p in legends):
+                rasterizer.write_legends()
+                manifest["legends"] = legend_fp
+            saver.now()
             rasterizer.write_summary()
         _finish(rep, prof, timeline)
 
@@ -422,10 +573,24 @@ def run_pipeline(
     from grouputils.webmap import write_map_page
 
     write_map_page(config)
-    summary = _summary(config, stager, steps, startup_s, time.perf_counter() - t_run, executor, n_workers)
+    summary = _summary(
+        config, stager, steps, startup_s, time.perf_counter() - t_run, executor, n_workers,
+        blocks if executor == "local" else 1,
+    )
     write_json_atomic(config.dir_output / SUMMARY, summary)
     _save_timeline(config, timeline)
     return RunReport(steps=steps, summary=summary)
+
+
+#: Fields of a Statistic that shape the GeoTIFFs (palette, value_range and
+#: description only colour the web tiles and legends).
+_RASTER_FIELDS = ("name", "weight_by", "aggregate", "resampling", "attribute", "unit")
+
+
+def _raster_settings(config: Config) -> str:
+    """Fingerprint of the settings a GeoTIFF depends on (besides its inputs)."""
+    stats = [{f: getattr(s, f) for f in _RASTER_FIELDS} for s in config.statistics]
+    return _fingerprint(config.fingerprint("tms", "z", "tile_size"), stats)
 
 
 def _parse(text: str) -> Tile:
@@ -438,12 +603,28 @@ def _sort_key(t: Tile) -> tuple[int, int, int]:
     return (-t.z, t.x, t.y)
 
 
+def _record(
+    done: dict[str, str], want: dict[str, str], saver: _ManifestWriter, items: list[Any], results: list[tuple[bool, Any]]
+) -> None:
+    """Note the outputs of a finished batch as up to date (items are tiles or tile paths)."""
+    for item, (ok, _) in zip(items, results):
+        if ok:
+            key = tile_to_str(item if isinstance(item, Tile) else tile_from_path(item))
+            done[key] = want[key]
+    saver.maybe()
+
+
 def _collect(rep: StepReport, items: Sequence[Any], results: Sequence[tuple[bool, Any]]) -> None:
     for item, (ok, res) in zip(items, results):
         if ok:
             rep.done += 1
         else:
-            rep.failed.append({"item": str(item), "error": str(res)})
+            _fail(rep, item, res)
+
+
+def _fail(rep: StepReport, item: Any, error: Any) -> None:
+    rep.failed.append({"item": str(item), "error": str(error)})
+    log.error("%s failed on %s: %s", rep.name, item, error)
 
 
 def _finish(rep: StepReport, prof, timeline: list) -> None:
@@ -465,7 +646,10 @@ def _remove_stale(rasterizer: RasterTiler, geo: dict[str, str], keep: set[str], 
         geo.pop(k, None)
 
 
-def _summary(config: Config, stager: TileStager, steps: list[StepReport], startup_s: float, wall_s: float, executor: str, workers: int) -> dict[str, Any]:
+def _summary(
+    config: Config, stager: TileStager, steps: list[StepReport], startup_s: float, wall_s: float,
+    executor: str, workers: int, blocks: int,
+) -> dict[str, Any]:
     manifests = stager.manifests()
     read = sum(m["counts"]["read"] for m in manifests)
     repaired = sum(m["counts"]["repaired"] for m in manifests)
@@ -496,6 +680,7 @@ def _summary(config: Config, stager: TileStager, steps: list[StepReport], startu
         "geotiff_tiles_per_zoom": tiles_per_zoom,
         "executor": executor,
         "workers": workers,
+        "blocks": blocks,
         "executor_startup_s": round(startup_s, 3),
         "wall_s": round(wall_s, 3),
         "steps": [dataclasses.asdict(s) for s in steps],

@@ -61,7 +61,7 @@ def _data_bounds(tiles: Tiles, z: int) -> list[list[float]] | None:
     paths = tiles.get_filenames_from_dir("geotiff", z=z)
     if not paths:
         return None
-    bs = [tiles.bounds(tile_from_path(p)) for p in paths]
+    bs = [tiles.tms.bounds(tile_from_path(p)) for p in paths]  # longitude/latitude, as Leaflet wants
     return [[min(b.bottom for b in bs), min(b.left for b in bs)], [max(b.top for b in bs), max(b.right for b in bs)]]
 
 
@@ -97,7 +97,7 @@ def write_map_page(config: Config, basemap: bool = True) -> Path:
     assets = out / "assets" / "leaflet"
     src = leaflet_assets()
     assets.mkdir(parents=True, exist_ok=True)
-    for name in ("leaflet.js", "leaflet.css"):
+    for name in ("leaflet.js", "leaflet.js.map", "leaflet.css"):  # leaflet.js names its source map
         shutil.copyfile(src / name, assets / name)
     shutil.copytree(src / "images", assets / "images", dirs_exist_ok=True)
     crs = LEAFLET_CRS.get(config.tms)
@@ -129,6 +129,7 @@ _PAGE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <title>__TITLE__</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="assets/leaflet/leaflet.css">
 <style>
   html, body { height: 100%; margin: 0; font-family: sans-serif; }
@@ -233,8 +234,8 @@ def interactive_map(config: Config, statistic: str | None = None, notebook_dir: 
         raise ValueError(f"{config.dir_web_tiles} is not below the notebook folder {base}")
     bounds = _data_bounds(tiles, config.z)
     crs = getattr(ipyleaflet.projections, crs_name)
-    m = ipyleaflet.Map(crs=crs, zoom=2, center=(0, 0), basemap=None, scroll_wheel_zoom=True)
-    for layer in list(m.layers):
+    m = ipyleaflet.Map(crs=crs, zoom=2, center=(0, 0), scroll_wheel_zoom=True)
+    for layer in list(m.layers):  # the default online basemap (ipyleaflet refuses basemap=None)
         m.remove(layer)
     names = list(config.statistic_names)
     if statistic is not None:

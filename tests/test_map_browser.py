@@ -1,0 +1,185 @@
+"""The run's map page in a real browser: Debian's Chromium driven by Playwright.
+
+The pipeline runs (serially) on a 3-file fixture; the output folder is served
+by ``http.server`` on 127.0.0.1 and every request to any other host is
+blocked, as on a machine with no network. The page must load its tiles (all
+answered 200, none failed), draw something, switch statistics through the
+layer control (new tiles, new legend) and raise no script error. Screenshots
+go to ``test-artifacts/``.
+
+Needs the ``chromium`` package (``apt-get install -y chromium``) and the
+``playwright`` Python package (Playwright's own browser download is not used).
+Without them the test fails in CI (``CI=true``) and is skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from grouputils.config import Config
+from grouputils.pipeline import run_pipeline
+
+#: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
+SAMPLES = Path(__file__).resolve().parents[1] / "data-samples"
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+FIXTURE = ("scene03_WV03_20150814.gpkg", "scene07_WV03_20160728.gpkg", "scene08_WV03_20180704.gpkg")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+BACKGROUND = (0xF4, 0xF4, 0xF0)  # the page's #map background
+TIMEOUT_MS = 60_000  # a busy shared machine
+
+
+def _chromium_or_skip() -> str:
+    """Path of the system Chromium; fail in CI, skip elsewhere, when it or Playwright is missing."""
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    problem = None
+    if not Path(path).exists():
+        problem = "Debian's chromium is not installed (as root: apt-get install -y chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "the playwright package is not installed (pip install -e '.[test]')"
+    if problem:
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(f"the browser test must run in CI: {problem}")
+        pytest.skip(problem)
+    return path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep the test output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Config]]:
+    base = tmp_path_factory.mktemp("browser")
+    inputs = base / "in"
+    inputs.mkdir()
+    for name in FIXTURE:
+        shutil.copy2(SAMPLES / name, inputs / name)
+    config = Config(dir_input=inputs, dir_output=base / "out")
+    report = run_pipeline(config, executor="serial", progress=False)
+    assert report.ok, report.failures
+    handler = functools.partial(_QuietHandler, directory=str(config.dir_output))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", config
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _tiles_loaded(statistic: str) -> str:
+    """JS predicate: the statistic's tile images are in the map and all loaded."""
+    return (
+        "() => { const imgs = [...document.querySelectorAll('img.leaflet-tile')]"
+        f".filter(i => i.src.includes('/web_tiles/{statistic}/'));"
+        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0"
+        " && i.classList.contains('leaflet-tile-loaded')); }"
+    )
+
+
+def _map_pixels(page) -> np.ndarray:
+    """RGB screenshot of the map with the controls (layer list, legend, zoom) hidden."""
+    page.add_style_tag(content=".leaflet-control-container { visibility: hidden !important; }")
+    shot = page.screenshot()
+    page.evaluate("document.head.lastElementChild.remove()")
+    with Image.open(io.BytesIO(shot)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _drawn(pixels: np.ndarray) -> int:
+    """Pixels that are not the map background."""
+    return int((np.abs(pixels.astype(int) - BACKGROUND).sum(axis=2) > 30).sum())
+
+
+def test_the_map_page_loads_every_tile_offline_and_switches_statistics(served) -> None:
+    executable = _chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    url, config = served
+    count_stat, cover_stat = config.statistic_names
+    responses: list[tuple[str, int]] = []
+    failed: list[tuple[str, str]] = []
+    blocked: list[str] = []
+    errors: list[str] = []
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def route(r) -> None:
+        if urlparse(r.request.url).hostname == "127.0.0.1":
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.route("**/*", route)
+            page.on("response", lambda r: responses.append((urlparse(r.url).path, r.status)))
+            page.on("requestfailed", lambda r: failed.append((r.url, r.failure or "")))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+            page.goto(f"{url}/index.html")
+            page.wait_for_function(_tiles_loaded(count_stat))
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=ARTIFACTS / f"map-{count_stat}.png")
+            first = _map_pixels(page)
+            assert page.evaluate("window.currentStatistic") == count_stat
+            legend_before = page.evaluate("document.getElementById('legend').src")
+
+            page.locator("label", has_text=cover_stat).locator("input").check()
+            page.wait_for_function(_tiles_loaded(cover_stat))
+            page.wait_for_function("() => { const l = document.getElementById('legend');"
+                                   " return l.complete && l.naturalWidth > 0; }")
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=ARTIFACTS / f"map-{cover_stat}.png")
+            second = _map_pixels(page)
+            assert page.evaluate("window.currentStatistic") == cover_stat
+            legend_after = page.evaluate("document.getElementById('legend').src")
+            old_tiles_left = page.evaluate(
+                f"document.querySelectorAll('img.leaflet-tile[src*=\"/web_tiles/{count_stat}/\"]').length"
+            )
+        finally:
+            browser.close()
+
+    assert blocked == [], "the page asked for something online (the basemap must be off at start)"
+    assert failed == []
+    assert errors == []
+    assert responses and all(status == 200 for _, status in responses), [r for r in responses if r[1] != 200]
+    tiles = {stat: [path for path, _ in responses if f"/web_tiles/{stat}/{config.tms}/" in path]
+             for stat in (count_stat, cover_stat)}
+    assert tiles[count_stat] and tiles[cover_stat], "both statistics' tiles were requested"
+    assert all((config.dir_output / path.lstrip("/")).is_file() for path in tiles[count_stat] + tiles[cover_stat])
+    assert legend_before.endswith(f"web_tiles/{count_stat}/legend.png")
+    assert legend_after.endswith(f"web_tiles/{cover_stat}/legend.png")
+    assert (f"/web_tiles/{cover_stat}/legend.png", 200) in responses
+    assert old_tiles_left == 0
+    # something was drawn, in more than one colour, and the two statistics look different
+    for pixels in (first, second):
+        assert _drawn(pixels) > 500
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10
+    assert (np.abs(first.astype(int) - second.astype(int)).sum(axis=2) > 30).sum() > 500

@@ -1,0 +1,502 @@
+"""`run_pipeline` / `grouputils run`: resumable, kill-safe, executor-independent, with a true summary.
+
+Every test runs on a 3-file fixture (three shipped samples; two of them
+overlap, so duplicates are flagged) and compares outputs by content (rows of
+staged tiles, pixels and tags of GeoTIFFs, pixels of PNGs), never by
+timestamps. One serial run is the reference for the whole module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import pyproj
+import pytest
+import rasterio
+import shapely
+from PIL import Image
+
+from grouputils import cli
+from grouputils.config import Config
+from grouputils.pipeline import KILL_HOOK, RunReport, run_pipeline
+
+#: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
+SAMPLES = Path(__file__).resolve().parents[1] / "data-samples"
+#: Three shipped samples: scene07 and scene08 overlap (126 re-detections), scene03 is apart.
+FIXTURE = ("scene03_WV03_20150814.gpkg", "scene07_WV03_20160728.gpkg", "scene08_WV03_20180704.gpkg")
+CHANGED = "scene08_WV03_20180704.gpkg"  # the input the change tests edit
+APART = "scene03_WV03_20150814.gpkg"  # shares no tile with the others
+OUTPUT_DIRS = ("staged", "geotiff", "web_tiles")
+STEPS = ("stage", "finalize", "rasterize z=13", "parents", "web tiles")
+
+
+@dataclasses.dataclass
+class Run:
+    inputs: Path
+    out: Path
+    config: Config
+    report: RunReport
+
+
+def copy_inputs(dest: Path, names: tuple[str, ...] = FIXTURE) -> Path:
+    dest.mkdir(parents=True)
+    for name in names:
+        shutil.copy2(SAMPLES / name, dest / name)
+    return dest
+
+
+def serial_run(inputs: Path, out: Path, **settings: Any) -> Run:
+    config = Config(dir_input=inputs, dir_output=out, **settings)
+    report = run_pipeline(config, executor="serial", progress=False)
+    assert report.ok, report.failures
+    return Run(inputs, out, config, report)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """An uninterrupted serial run on the fixture; its inputs are never modified."""
+    base = tmp_path_factory.mktemp("reference")
+    return serial_run(copy_inputs(base / "in"), base / "out")
+
+
+@pytest.fixture
+def copied(reference: Run, tmp_path: Path) -> Run:
+    """A copy of the reference run (inputs and outputs, modification times kept) to rerun."""
+    inputs = tmp_path / "in"
+    shutil.copytree(reference.inputs, inputs)  # copy2: same size and mtime, so still up to date
+    out = tmp_path / "out"
+    shutil.copytree(reference.out, out)
+    return Run(inputs, out, dataclasses.replace(reference.config, dir_input=inputs, dir_output=out), reference.report)
+
+
+@pytest.fixture(scope="module")
+def changed_inputs(reference: Run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture with one polygon fewer in CHANGED, rewritten as a new file."""
+    inputs = copy_inputs(tmp_path_factory.mktemp("changed") / "in")
+    drop_first_polygon(inputs / CHANGED)
+    return inputs
+
+
+@pytest.fixture(scope="module")
+def changed_fresh(changed_inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """A fresh serial run on the changed inputs."""
+    return serial_run(changed_inputs, tmp_path_factory.mktemp("changed-fresh") / "out")
+
+
+def drop_first_polygon(path: Path) -> None:
+    frame = gpd.read_file(path, layer="iwp")
+    tmp = path.with_name("rewrite.tmp.gpkg")
+    frame.iloc[1:].to_file(tmp, layer="iwp", driver="GPKG")
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ comparing outputs
+def tile_files(out: Path) -> dict[str, Path]:
+    """Every file below staged/, geotiff/ and web_tiles/, by path relative to ``out``."""
+    found = {}
+    for d in OUTPUT_DIRS:
+        for p in (out / d).rglob("*"):
+            if p.is_file():
+                found[p.relative_to(out).as_posix()] = p
+    return found
+
+
+def mtimes(out: Path) -> dict[str, int]:
+    return {rel: p.stat().st_mtime_ns for rel, p in tile_files(out).items()}
+
+
+def read_staged(path: Path) -> pd.DataFrame:
+    frame = pyogrio.read_dataframe(path, layer="staged")
+    assert frame.crs is not None
+    rows = pd.DataFrame(frame.drop(columns="geometry"))
+    rows["geometry"] = shapely.to_wkb(frame.geometry.values)
+    return rows.sort_values("staging_id", ignore_index=True)
+
+
+def read_tif(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    with rasterio.open(path) as src:
+        meta = {
+            "tags": src.tags(),
+            "band_tags": [src.tags(b) for b in range(1, src.count + 1)],
+            "descriptions": src.descriptions,
+            "crs": src.crs.to_string(),
+            "transform": tuple(src.transform),
+            "dtypes": src.dtypes,
+        }
+        return src.read(), meta
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGBA"))
+
+
+#: Summary keys that describe the data (the rest are timings and executor facts).
+SUMMARY_TOTALS = (
+    "input_files", "polygons_read", "unique_polygons", "duplicates_flagged", "polygons_repaired",
+    "polygons_dropped", "covered_area_km2", "staged_tiles", "geotiff_tiles_per_zoom",
+)
+
+
+def assert_same_outputs(expected: Path, actual: Path) -> None:
+    """The two output folders hold the same tiles with the same content."""
+    exp, act = tile_files(expected), tile_files(actual)
+    assert sorted(act) == sorted(exp), (
+        f"missing: {sorted(set(exp) - set(act))[:10]}, extra: {sorted(set(act) - set(exp))[:10]}"
+    )
+    for rel, p in exp.items():
+        q = act[rel]
+        if rel.endswith(".gpkg"):
+            pd.testing.assert_frame_equal(read_staged(q), read_staged(p), obj=rel)
+        elif rel.endswith(".tif"):
+            (a, ma), (b, mb) = read_tif(q), read_tif(p)
+            np.testing.assert_array_equal(a, b, err_msg=rel)
+            assert ma == mb, rel
+        elif rel.endswith(".png"):
+            np.testing.assert_array_equal(read_png(q), read_png(p), err_msg=rel)
+        else:
+            pytest.fail(f"unexpected file {rel}")
+    for name in ("staging_summary.csv", "raster_summary.csv", "index.html"):
+        assert (actual / name).read_text() == (expected / name).read_text(), name
+    s_exp = json.loads((expected / "run-summary.json").read_text())
+    s_act = json.loads((actual / "run-summary.json").read_text())
+    assert {k: s_act[k] for k in SUMMARY_TOTALS} == {k: s_exp[k] for k in SUMMARY_TOTALS}
+    assert s_act["failures"] == []
+
+
+def assert_no_partial_files(out: Path) -> None:
+    """No temporary file anywhere in the outputs; every tile opens."""
+    for d in (*OUTPUT_DIRS, "staging-parts"):
+        leftovers = [p for p in (out / d).rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
+        assert not leftovers, leftovers[:5]
+    assert not [p for p in out.glob(".*") if p.is_file()]
+    for rel, p in tile_files(out).items():
+        if rel.endswith(".gpkg"):
+            assert pyogrio.read_info(p, layer="staged")["features"] > 0, rel
+        elif rel.endswith(".tif"):
+            read_tif(p)
+        else:
+            read_png(p)
+
+
+def steps(report: RunReport) -> dict[str, Any]:
+    return {s.name: s for s in report.steps}
+
+
+def tiles_of(out: Path, filename: str) -> set[str]:
+    """``'13/x/y'`` of every staged tile holding a row of ``filename``."""
+    found = set()
+    for p in (out / "staged").rglob("*.gpkg"):
+        names = pyogrio.read_dataframe(p, layer="staged", columns=["staging_filename"], read_geometry=False)
+        if (names["staging_filename"] == filename).any():
+            found.add("/".join(p.with_suffix("").parts[-3:]))
+    return found
+
+
+def staged_tiles(out: Path) -> set[str]:
+    return {"/".join(p.with_suffix("").parts[-3:]) for p in (out / "staged").rglob("*.gpkg")}
+
+
+def near(tiles: set[str], candidates: set[str]) -> set[str]:
+    """The candidates that are one of ``tiles`` or one of their 8 neighbours.
+
+    Finalizing a tile reads its neighbours' parts (duplicate flags of polygons
+    that cross tile edges), so a change in a tile re-finalizes its neighbours.
+    """
+    cells = {tuple(int(v) for v in t.split("/")) for t in tiles}
+    return {
+        t for t in candidates
+        if any((z, x + dx, y + dy) in cells for z, x, y in [tuple(int(v) for v in t.split("/"))]
+               for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+    }
+
+
+def with_ancestors(tiles: set[str]) -> set[str]:
+    """The tiles and every ancestor down to z=0 (WorldCRS84Quad: parent = x//2, y//2)."""
+    out = set()
+    for t in tiles:
+        z, x, y = (int(v) for v in t.split("/"))
+        while z >= 0:
+            out.add(f"{z}/{x}/{y}")
+            z, x, y = z - 1, x // 2, y // 2
+    return out
+
+
+def changed_files(before: dict[str, int], after: dict[str, int]) -> set[str]:
+    return {rel for rel in before.keys() | after.keys() if before.get(rel) != after.get(rel)}
+
+
+def expected_files(tiles13: set[str], config: Config) -> set[str]:
+    """Output files of these z=13 tiles, their ancestors' GeoTIFFs and every web tile of them."""
+    tms = config.tms
+    allz = with_ancestors(tiles13)
+    staged = {f"staged/{tms}/{t}.gpkg" for t in tiles13}
+    tifs = {f"geotiff/{tms}/{t}.tif" for t in allz}
+    pngs = {f"web_tiles/{s}/{tms}/{t}.png" for t in allz for s in config.statistic_names}
+    return staged | tifs | pngs
+
+
+# ---------------------------------------------------------------------- resuming
+def test_a_rerun_does_nothing_and_leaves_every_output_untouched(reference: Run, copied: Run) -> None:
+    before = mtimes(copied.out)
+    report = run_pipeline(copied.config, executor="serial", progress=False)
+    assert [s.name for s in report.steps] == list(STEPS)
+    for s in report.steps:
+        assert (s.done, s.failed) == (0, []), s
+        assert s.skipped == s.total > 0, s
+    assert mtimes(copied.out) == before  # not rewritten, not even with the same content
+    assert_same_outputs(reference.out, copied.out)
+
+
+def test_changing_one_input_redoes_only_its_tiles_and_their_ancestors(
+    reference: Run, copied: Run, changed_inputs: Path, changed_fresh: Run
+) -> None:
+    shutil.copy2(changed_inputs / CHANGED, copied.inputs / CHANGED)
+    before = mtimes(copied.out)
+    report = run_pipeline(copied.config, executor="serial", progress=False)
+    assert report.ok
+    edited = tiles_of(reference.out, CHANGED) | tiles_of(copied.out, CHANGED)
+    affected = near(edited, staged_tiles(reference.out) | staged_tiles(copied.out))
+    assert edited and staged_tiles(reference.out) - affected  # the fixture exercises both
+    by = steps(report)
+    assert (by["stage"].done, by["stage"].skipped) == (1, 2)
+    assert by["finalize"].done == len(affected)
+    assert by["rasterize z=13"].done == len(affected)
+    assert by["parents"].done == len({t for t in with_ancestors(affected) if not t.startswith("13/")})
+    assert by["web tiles"].done == len(with_ancestors(affected))
+    assert changed_files(before, mtimes(copied.out)) == expected_files(affected, copied.config)
+    assert_same_outputs(changed_fresh.out, copied.out)
+    assert report.summary["polygons_read"] == reference.report.summary["polygons_read"] - 1
+
+
+def test_touching_an_input_restages_it_and_gives_the_same_outputs(reference: Run, copied: Run) -> None:
+    path = copied.inputs / CHANGED
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    report = run_pipeline(copied.config, executor="serial", progress=False)
+    by = steps(report)
+    affected = near(tiles_of(reference.out, CHANGED), staged_tiles(reference.out))
+    assert (by["stage"].done, by["finalize"].done) == (1, len(affected))
+    assert_same_outputs(reference.out, copied.out)
+
+
+def test_changing_a_colour_range_redoes_the_web_tiles_only(reference: Run, copied: Run) -> None:
+    count, coverage = copied.config.statistics
+    recoloured = dataclasses.replace(count, value_range=(0.0, 5.0))
+    config = copied.config.replace(statistics=(recoloured, coverage))
+    before = mtimes(copied.out)
+    report = run_pipeline(config, executor="serial", progress=False)
+    by = steps(report)
+    assert [by[n].done for n in STEPS[:4]] == [0, 0, 0, 0]
+    assert by["web tiles"].done == by["web tiles"].total == len(list((copied.out / "geotiff").rglob("*.tif")))
+    changed = changed_files(before, mtimes(copied.out))
+    assert changed == {r for r in before if r.startswith("web_tiles/")}
+    # the count tiles (and legend) are coloured differently now, the coverage ones are not
+    legend = f"web_tiles/{count.name}/legend.png"
+    assert not np.array_equal(read_png(copied.out / legend), read_png(reference.out / legend))
+    differ = {
+        r.split("/")[1]
+        for r in changed
+        if r.endswith(".png") and not np.array_equal(read_png(copied.out / r), read_png(reference.out / r))
+    }
+    assert differ == {count.name}
+
+
+def test_changing_the_duplicate_overlap_redoes_finalize_and_everything_after(
+    reference: Run, copied: Run, tmp_path: Path
+) -> None:
+    config = copied.config.replace(dedup_overlap=0.9)
+    report = run_pipeline(config, executor="serial", progress=False)
+    by = steps(report)
+    assert by["stage"].done == 0  # staging does not depend on it
+    for name in STEPS[1:]:
+        assert by[name].done == by[name].total > 0, name
+    fresh = serial_run(reference.inputs, tmp_path / "fresh", dedup_overlap=0.9)
+    assert fresh.report.summary["duplicates_flagged"] != reference.report.summary["duplicates_flagged"]
+    assert_same_outputs(fresh.out, copied.out)
+
+
+def test_force_starts_over(reference: Run, copied: Run) -> None:
+    stray = copied.out / "geotiff" / copied.config.tms / "13" / "1" / "1.tif"  # not made from any input
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"junk")
+    report = run_pipeline(copied.config, executor="serial", progress=False, force=True)
+    for s in report.steps:
+        assert (s.done, s.skipped) == (s.total, 0), s
+    assert_same_outputs(reference.out, copied.out)
+
+
+def test_removing_an_input_removes_its_tiles(reference: Run, copied: Run, tmp_path: Path) -> None:
+    gone = tiles_of(reference.out, APART)
+    assert gone
+    (copied.inputs / APART).unlink()
+    report = run_pipeline(copied.config, executor="serial", progress=False)
+    assert report.ok and report.summary["input_files"] == 2
+    left = set(tile_files(copied.out))
+    for t in gone:
+        assert f"staged/{copied.config.tms}/{t}.gpkg" not in left
+        assert f"geotiff/{copied.config.tms}/{t}.tif" not in left
+    fresh = serial_run(copy_inputs(tmp_path / "two", tuple(n for n in FIXTURE if n != APART)), tmp_path / "fresh")
+    assert_same_outputs(fresh.out, copied.out)
+
+
+# -------------------------------------------------------------- killed and rerun
+def run_cli_killed(inputs: Path, out: Path, point: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **{KILL_HOOK: point})
+    cmd = [sys.executable, "-m", "grouputils.cli", "run", str(inputs), str(out), "--executor", "serial", "--no-progress"]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def count(out: Path, pattern: str) -> int:
+    return len(list(out.glob(pattern)))
+
+
+# kill point -> (files the killed run must have written some but not all of, the step it died in,
+#                whether the rerun must keep the batches finished before the kill)
+# Staging and finalize commit each file / tile; the later steps (rasterize, 'parents z=<z>', web
+# tiles) save their manifest at most once a second as batches finish, so only the first save of a
+# run (in rasterize) is sure to precede a kill.
+KILL_POINTS = {
+    "stage:1": ("staging-parts/manifests/*.json", "stage", True),
+    "finalize:1": ("staged/*/13/*/*.gpkg", "finalize", True),
+    "rasterize:1": ("geotiff/*/13/*/*.tif", "rasterize z=13", True),
+    "web tiles:2": ("web_tiles/*/*/*/*/*.png", "web tiles", False),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_a_run_killed_at_any_point_reruns_to_identical_outputs(reference: Run, tmp_path: Path, point: str) -> None:
+    out = tmp_path / "out"
+    proc = run_cli_killed(reference.inputs, out, point)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not (out / "run-summary.json").exists()
+    pattern, killed_in, keeps_batches = KILL_POINTS[point]
+    assert 0 < count(out, pattern) < count(reference.out, pattern), "the kill came before or after that step"
+    assert cli.main(["run", str(reference.inputs), str(out), "--executor", "serial", "--no-progress"]) == 0
+    assert_same_outputs(reference.out, out)
+    assert_no_partial_files(out)
+    # the rerun kept what was finished before the kill, even within the step it died in
+    rerun = {s["name"]: s for s in json.loads((out / "run-summary.json").read_text())["steps"]}
+    for name in STEPS[: STEPS.index(killed_in)]:
+        assert rerun[name]["done"] == 0, name
+    assert 0 < rerun[killed_in]["done"] <= rerun[killed_in]["total"]
+    if keeps_batches:
+        assert rerun[killed_in]["done"] < rerun[killed_in]["total"]
+
+
+def test_a_rerun_killed_after_an_input_changed_still_ends_like_a_fresh_run(
+    copied: Run, changed_inputs: Path, changed_fresh: Run
+) -> None:
+    shutil.copy2(changed_inputs / CHANGED, copied.inputs / CHANGED)
+    proc = run_cli_killed(copied.inputs, copied.out, "rasterize:1")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert cli.main(["run", str(copied.inputs), str(copied.out), "--executor", "serial", "--no-progress"]) == 0
+    assert_same_outputs(changed_fresh.out, copied.out)
+    assert_no_partial_files(copied.out)
+
+
+# ------------------------------------------------------------------- executors
+def test_a_local_parallel_run_gives_the_same_outputs_as_a_serial_run(reference: Run, tmp_path: Path) -> None:
+    config = reference.config.replace(dir_output=tmp_path / "out")
+    report = run_pipeline(config, executor="local", workers=2, progress=False)
+    assert report.ok, report.failures
+    assert report.summary["executor"] == "local" and report.summary["executor_startup_s"] > 0
+    assert_same_outputs(reference.out, config.dir_output)
+    assert_no_partial_files(config.dir_output)
+
+
+def test_two_blocks_simulating_two_nodes_give_the_same_outputs_as_a_serial_run(
+    reference: Run, tmp_path: Path
+) -> None:
+    config = reference.config.replace(dir_output=tmp_path / "out")
+    report = run_pipeline(config, executor="local", workers=1, blocks=2, progress=False)
+    assert report.ok, report.failures
+    assert report.summary["blocks"] == 2
+    # both worker pools ran tasks (Parsl keeps one log folder per block)
+    for block in ("block-0", "block-1"):
+        logs = list((config.dir_output / "parsl-runinfo").glob(f"*/htex_local/{block}/*/worker_*.log"))
+        assert any("Completed executor task" in p.read_text() for p in logs), block
+    assert_same_outputs(reference.out, config.dir_output)
+
+
+# ------------------------------------------------------------- a broken input
+def test_a_broken_input_fails_alone_and_a_rerun_after_fixing_it_completes(
+    reference: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = copy_inputs(tmp_path / "in")
+    broken = inputs / CHANGED
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])  # a download cut short
+    out = tmp_path / "out"
+    args = ["run", str(inputs), str(out), "--executor", "serial", "--no-progress"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert f"FAILED stage: {broken}" in err
+    summary = json.loads((out / "run-summary.json").read_text())
+    assert [(f["step"], f["item"]) for f in summary["failures"]] == [("stage", str(broken))]
+    assert "cannot be opened" in summary["failures"][0]["error"]
+    assert summary["input_files"] == 2  # the others were staged and went all the way
+    assert (out / "index.html").exists() and count(out, "web_tiles/*/*/0/0/0.png") == 2
+    assert str(broken) in (out / "run.log").read_text()
+
+    shutil.copy2(reference.inputs / CHANGED, broken)
+    assert cli.main(args) == 0
+    assert_same_outputs(reference.out, out)
+    assert_no_partial_files(out)
+    # what the command line prints and leaves besides the outputs
+    printed = capsys.readouterr().out
+    assert f"unique polygons        {reference.report.summary['unique_polygons']}" in printed
+    log = (out / "run.log").read_text()
+    for name in STEPS:
+        assert f"{name}: " in log
+    with Image.open(out / "run-resources.png") as im:
+        assert im.size[0] > 300 and im.size[1] > 300
+        assert len(np.unique(np.asarray(im.convert("L")))) > 10  # drawn, not blank
+
+
+# --------------------------------------------------------------------- summary
+def test_the_summary_totals_match_independent_counts(reference: Run) -> None:
+    s = json.loads((reference.out / "run-summary.json").read_text())
+    assert s == json.loads(json.dumps(reference.report.summary))
+    staged = [read_staged(p) for p in sorted((reference.out / "staged").rglob("*.gpkg"))]
+    rows = pd.concat(staged, ignore_index=True)
+    within = rows["staging_centroid_within_tile"].astype(bool)
+    dup = rows["staging_duplicated"].astype(bool)
+    assert s["unique_polygons"] == int((within & ~dup).sum())
+    assert s["duplicates_flagged"] == int((within & dup).sum())
+    # the generator's list of re-detections between the fixture's files
+    redetections = pd.read_csv(SAMPLES / "redetections.csv")
+    both = redetections["file"].isin(FIXTURE) & redetections["original_file"].isin(FIXTURE)
+    assert s["duplicates_flagged"] == int(both.sum()) > 0
+    assert s["polygons_read"] == sum(pyogrio.read_info(reference.inputs / n)["features"] for n in FIXTURE)
+    assert s["input_files"] == len(FIXTURE)
+    # the count band at z=13 counts every unique polygon once
+    total = 0.0
+    for p in (reference.out / "geotiff").rglob("13/*/*.tif"):
+        with rasterio.open(p) as src:
+            total += float(np.nansum(src.read(1)))
+    assert total == s["unique_polygons"]
+    # covered area: geodesic area of the union of the non-duplicate polygons
+    union = shapely.union_all(shapely.from_wkb(rows.loc[~dup, "geometry"].to_numpy()))
+    area_km2 = abs(pyproj.Geod(ellps="WGS84").geometry_area_perimeter(union)[0]) / 1e6
+    assert s["covered_area_km2"] == pytest.approx(area_km2, rel=1e-4)
+    on_disk = {
+        str(z): len(list((reference.out / "geotiff" / reference.config.tms / str(z)).rglob("*.tif")))
+        for z in range(reference.config.z + 1)
+    }
+    assert s["geotiff_tiles_per_zoom"] == on_disk and on_disk["0"] == 1
+    assert s["staged_tiles"] == len(staged)
+    assert [st["name"] for st in s["steps"]] == list(STEPS)
+    assert all(st["seconds"] > 0 and st["peak_rss_mb"] > 0 for st in s["steps"])
