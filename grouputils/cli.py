@@ -196,6 +196,8 @@ def _print_run(report, config) -> None:  # a grouputils.pipeline.RunReport
     print(f"executor               {s['executor']} ({s['workers']} workers{blocks}), start-up {s['executor_startup_s']:.1f} s")
     print(f"wall time              {s['wall_s']:.1f} s")
     print(f"map                    {config.dir_output / 'index.html'} (serve the folder: python -m http.server)")
+    if s.get("stac_catalog"):
+        print(f"STAC catalogue         {config.dir_output / s['stac_catalog']}")
     print(f"summary                {config.dir_output / 'run-summary.json'}, log {config.dir_output / 'run.log'}")
     for f in report.failures:
         print(f"FAILED {f['step']}: {f['item']}: {f['error']}", file=sys.stderr)

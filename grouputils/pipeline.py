@@ -1,4 +1,4 @@
-"""The whole run — stage, finalize, rasterize, pyramid, web tiles, map — resumable.
+"""The whole run — stage, finalize, rasterize, pyramid, web tiles, STAC, map — resumable.
 
 :func:`run_pipeline` maps each step over its items on the chosen executor:
 
@@ -31,6 +31,10 @@ A GeoTIFF depends on its staged tile and on the statistics' names and rules
 (``weight_by``, ``aggregate``, ``resampling``, ``attribute``, ``unit``); a
 web tile also on the palette and ``value_range``, so recolouring redoes only
 the web tiles and legends.
+
+At the end this process rewrites the STAC catalogue of the GeoTIFFs
+(``stac/catalog.json``, :func:`grouputils.catalog.write_stac_catalog`; it
+reads only the GeoTIFFs' headers) and the map page ``index.html``.
 
 A task that fails (a broken input file, say) does not stop the run: the
 other items finish, the failure is reported with the item and its error, and
@@ -569,14 +573,19 @@ def run_pipeline(
             rasterizer.write_summary()
         _finish(rep, prof, timeline)
 
-    # 6. map page and summary (this process)
+    # 6. STAC catalogue, map page and summary (this process)
+    from grouputils.catalog import write_stac_catalog
     from grouputils.webmap import write_map_page
 
+    catalog = None
+    if stager.tiles.get_filenames_from_dir("geotiff"):
+        catalog = write_stac_catalog(config)
     write_map_page(config)
     summary = _summary(
         config, stager, steps, startup_s, time.perf_counter() - t_run, executor, n_workers,
         blocks if executor == "local" else 1,
     )
+    summary["stac_catalog"] = None if catalog is None else catalog.relative_to(config.dir_output).as_posix()
     write_json_atomic(config.dir_output / SUMMARY, summary)
     _save_timeline(config, timeline)
     return RunReport(steps=steps, summary=summary)

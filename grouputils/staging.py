@@ -651,15 +651,15 @@ class TileStager:
         Parameters
         ----------
         everything : bool
-            True (default) removes staging, GeoTIFF and web-tile outputs and
-            summaries; False removes only staging outputs. Other files in the
+            True (default) removes staging, GeoTIFF and web-tile outputs, the
+            STAC catalogue, the map page and summaries; False removes only staging outputs. Other files in the
             output folder and the inputs are never touched.
         """
         c = self.config
         targets: list[Path] = [c.dir_staged, c.dir_staging_parts, c.filename_staging_summary]
         if everything:
             targets += [c.dir_geotiff, c.dir_web_tiles, c.filename_rasterization_summary]
-            targets += [c.dir_output / n for n in ("raster-summary-parts", "index.html", "run-summary.json")]
+            targets += [c.dir_output / n for n in ("raster-summary-parts", "index.html", "run-summary.json", "stac")]
         for t in targets:
             if t.is_dir():
                 shutil.rmtree(t)

@@ -174,6 +174,20 @@ def assert_same_outputs(expected: Path, actual: Path) -> None:
     s_act = json.loads((actual / "run-summary.json").read_text())
     assert {k: s_act[k] for k in SUMMARY_TOTALS} == {k: s_exp[k] for k in SUMMARY_TOTALS}
     assert s_act["failures"] == []
+    assert stac_items(actual) == stac_items(expected)
+
+
+def stac_items(out: Path) -> dict[str, str]:
+    """Item id -> GeoTIFF path (relative to ``out``) of the run's STAC catalogue."""
+    import pystac
+
+    catalog = pystac.Catalog.from_file(str(out / "stac" / "catalog.json"))
+    items = {}
+    for item in catalog.get_items(recursive=True):
+        tif = Path(item.assets["data"].get_absolute_href())
+        assert tif.exists(), f"{item.id}: {tif} missing"
+        items[item.id] = tif.resolve().relative_to(out.resolve()).as_posix()
+    return items
 
 
 def assert_no_partial_files(out: Path) -> None:
@@ -348,6 +362,7 @@ def test_removing_an_input_removes_its_tiles(reference: Run, copied: Run, tmp_pa
     for t in gone:
         assert f"staged/{copied.config.tms}/{t}.gpkg" not in left
         assert f"geotiff/{copied.config.tms}/{t}.tif" not in left
+    assert sorted(stac_items(copied.out).values()) == sorted(r for r in left if r.startswith("geotiff/"))
     fresh = serial_run(copy_inputs(tmp_path / "two", tuple(n for n in FIXTURE if n != APART)), tmp_path / "fresh")
     assert_same_outputs(fresh.out, copied.out)
 

@@ -56,7 +56,8 @@ def _pins_pyproject() -> dict[str, str]:
         reqs += [r for r in extra if not r.startswith("grouputils")]
     out = {}
     for r in reqs:
-        m = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", r)
+        # "pystac[validation]>=1.12" pins pystac; conda has no extras.
+        m = re.match(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*(.*)", r)
         out[m.group(1).lower()] = m.group(2).replace(" ", "")
     return out
 
