@@ -317,7 +317,7 @@ def open_mosaic(
         ``.rio.transform()`` and ``.rio.nodata`` (NaN) are set.
         Attributes: ``tms``, ``z``, ``tile_size``, ``n_tiles`` (present),
         ``tile_origin`` (column and row of the top-left tile), ``source``
-        (the output folder).
+        (the output folder, as given in the config).
 
     Raises
     ------
@@ -399,7 +399,7 @@ def open_mosaic(
             "tile_size": config.tile_size,
             "n_tiles": len(paths),
             "tile_origin": (col0, row0 if top_left else row1),
-            "source": os.path.abspath(config.dir_output),
+            "source": str(config.dir_output),
             "long_name": f"GeoTIFF mosaic of zoom level {z}",
         },
     )
