@@ -1,0 +1,35 @@
+"""nbgrader configuration of the course (run nbgrader from this folder).
+
+Assignments live in ``source/<assignment>/<notebook>.ipynb``:
+``staging``, ``rasterization``, ``cpu-or-io`` and ``scripts`` (bonus).
+See README.md in this folder for the instructor's workflow.
+"""
+
+c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
+
+c.CourseDirectory.course_id = "iwp-group-project"
+
+# Outputs a notebook writes next to itself are never released, collected or
+# copied over a learner's files: the stager's folder, Parsl's logs, and the
+# bonus script (it is written by the notebook; a copy left in source/ by an
+# instructor's test run would give the solution away).
+c.CourseDirectory.ignore = [
+    ".ipynb_checkpoints",
+    "*.pyc",
+    "__pycache__",
+    "feedback",
+    "group-project",
+    "runinfo",
+    "parsl-runinfo",
+    "count_polygons.py",
+]
+
+# Autograding runs every notebook top to bottom. nbgrader's default limit is 30 s
+# per cell; staging course-scale data in parallel or a worker sweep takes longer.
+c.Execute.timeout = 900
+# Parsl prints nothing, but progress bars and sweep tables are long: keep outputs.
+c.LimitOutput.max_lines = 2000
+
+# Stubs the released notebooks show in place of the solutions.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
