@@ -1,0 +1,362 @@
+"""Submissions for the course tests: other correct answers, and the known wrong ones.
+
+Each entry maps an answer cell's ``grade_id`` to the whole text a learner
+would leave in it. Answer cells not listed get the source notebook's solution.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+_MARKER = re.compile(r"^[ \t]*#{3} (BEGIN|END) (SOLUTION|HIDDEN TESTS)[ \t]*(\n|$)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A made-up learner's answers to one assignment.
+
+    Attributes
+    ----------
+    student : str
+        Student id in the course.
+    assignment : str
+        Assignment id.
+    answers : dict
+        ``grade_id`` -> cell text, for the answer cells that differ from the solution.
+    fails : tuple of str
+        Test cells (``grade_id``) that must score 0; every other test cell must
+        score full marks.
+    capped : bool
+        Autograde with the instructor's cap ``GROUPUTILS_MAX_WORKERS=1``.
+    """
+
+    student: str
+    assignment: str
+    answers: dict[str, str] = field(default_factory=dict)
+    fails: tuple[str, ...] = ()
+    capped: bool = False
+
+
+def strip_markers(text: str) -> str:
+    """Remove nbgrader's marker lines, keeping what they enclose."""
+    return _MARKER.sub("", text)
+
+
+def solution_answers(source: nbformat.NotebookNode) -> dict[str, str]:
+    """``grade_id`` -> solution text of every autograded answer cell of a source notebook."""
+    out = {}
+    for cell in source.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
+            out[meta["grade_id"]] = strip_markers(cell.source).rstrip("\n")
+    return out
+
+
+def fill(release: nbformat.NotebookNode, source: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat.NotebookNode:
+    """A submission: the released notebook with its answer cells filled in.
+
+    Code answer cells get ``answers[grade_id]`` or the solution; written
+    (markdown) answers get a one-line answer, as a learner would write.
+    """
+    solutions = solution_answers(source)
+    unknown = set(answers) - set(solutions)
+    if unknown:
+        raise KeyError(f"no answer cells {sorted(unknown)}")
+    nb = copy.deepcopy(release)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if not meta.get("solution"):
+            continue
+        if cell.cell_type == "code":
+            cell.source = answers.get(meta["grade_id"], solutions[meta["grade_id"]])
+        else:
+            cell.source = "My answer, for the instructor to read."
+    return nb
+
+
+# --------------------------------------------------------------------------- staging
+STAGING_OTHER = {
+    "largest-file": """
+import os
+largest_file = sorted(files_to_stage, key=os.path.getsize)[-1]
+print(largest_file.name)
+""",
+    # the decorator form of profile_resources
+    "time-largest": """
+@profile_resources(interval=0.05)
+def stage_one(path):
+    return stager.stage(path)
+
+stage_result, prof = stage_one(largest_file)
+seconds_largest = prof.wall_s
+""",
+    # MiB instead of MB, used consistently
+    "estimate-serial": """
+MiB = 2**20
+total_mb = sum(f.stat().st_size for f in files_to_stage) / MiB
+seconds_per_mb = seconds_largest / (largest_file.stat().st_size / MiB)
+estimate_serial_s = total_mb * seconds_per_mb
+""",
+    "estimate-full": """
+estimate_full_s = 26530 * 400 * seconds_per_mb
+estimate_full_days = estimate_full_s / (24 * 60 * 60)
+""",
+    "parallel-staging": """
+n_workers = usable_cores()
+stager.clear()
+with profile_resources(interval=0.2) as parallel_prof:
+    with parsl.load(local_config(workers=n_workers)):
+        start = time.perf_counter()
+        stage_results = parallel_map(stager.stage, files_to_stage, progress=False)
+        parallel_s = time.perf_counter() - start
+        start = time.perf_counter()
+        warm_results = parallel_map(stager.stage, files_to_stage, progress=False)
+        warm_s = time.perf_counter() - start
+start = time.perf_counter()
+finalize_table = stager.finalize(progress=False)
+finalize_s = time.perf_counter() - start
+print(n_workers, parallel_s, warm_s)
+""",
+}
+
+STAGING_WRONG = {
+    # the earlier course's list position instead of the largest file
+    "largest-file": "largest_file = files_to_stage[1]",
+    # an estimate hard-coded from the reference course's figures (64 s per file, 11 files, in minutes)
+    "estimate-serial": """
+total_mb = sum(p.stat().st_size for p in files_to_stage) / 1e6
+seconds_per_mb = seconds_largest / (largest_file.stat().st_size / 1e6)
+estimate_serial_s = 64 * 11 / 60
+""",
+    # the reduce step run before the last map: the staged tiles are stale
+    "parallel-staging": """
+n_workers = min(11, usable_cores())
+stager.clear()
+with profile_resources() as parallel_prof:
+    with parsl.load(local_config(n_workers)):
+        t0 = time.perf_counter()
+        stage_results = parallel_map(stager.stage, files_to_stage)
+        parallel_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        finalize_table = stager.finalize()
+        finalize_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        warm_results = parallel_map(stager.stage, files_to_stage)
+        warm_s = time.perf_counter() - t0
+""",
+}
+
+# --------------------------------------------------------------------------- rasterization
+RASTER_OTHER = {
+    "time-one-tile": """
+import os
+busiest_tile_file = sorted(staged_files, key=os.path.getsize)[-1]
+with profile_resources(interval=0.05) as prof:
+    one_tile = rasterizer.rasterize_vector(busiest_tile_file)
+seconds_one_tile = prof.wall_s
+""",
+    "estimate-raster": "estimate_raster_serial_s = len(staged_files) * seconds_one_tile",
+    # the earlier course's batches of 10, on however many workers the instructor allows
+    "make-batches": """
+n_workers = max(1, usable_cores() // 2)
+batch_size = 10
+batches = make_batch(staged_files, batch_size)
+""",
+    "count-geotiffs": """
+z = rasterizer.config.z
+n_geotiffs = len(list((rasterizer.config.dir_geotiff / rasterizer.config.tms / str(z)).glob('*/*.tif')))
+n_staged = len(staged_files)
+""",
+    # one level at a time instead of recursive=True
+    "pyramid": """
+parent_tiles = []
+level = rasterized_tiles
+while level[0].z > 0:
+    level = rasterizer.parent_geotiffs_from_children(level)
+    parent_tiles += level
+web_tile_paths = rasterizer.webtiles_from_geotiffs(rasterizer.tiles.get_filenames_from_dir('geotiff'), progress=False)
+""",
+}
+
+RASTER_WRONG = {
+    # the reference course's figures: ~0.9 s per tile, 454 tiles
+    "estimate-raster": "estimate_raster_serial_s = 0.9 * 454",
+    "count-geotiffs": "n_geotiffs = 454\nn_staged = 454",
+    # only one level of parents
+    "pyramid": """
+parent_tiles = rasterizer.parent_geotiffs_from_children(rasterized_tiles)
+web_tile_paths = rasterizer.webtiles_from_geotiffs()
+""",
+}
+
+# --------------------------------------------------------------------------- cpu-or-io
+CPUIO_OTHER = {
+    "worker-counts": """
+cap = min(usable_cores(), 15)
+worker_counts = list(range(1, cap + 1))
+""",
+    "staging-sweep": """
+staging_sweep = sweep_workers(stager.stage, files_to_stage, workers=worker_counts, progress=False)
+stager.finalize(progress=False)
+""",
+    # every other tile, two tiles per task
+    "raster-sweep": """
+staged_files = stager.tiles.get_filenames_from_dir('staged')
+raster_items = staged_files[::2]
+raster_sweep = sweep_workers(rasterizer.rasterize_vector, raster_items, workers=worker_counts,
+                             batch_size=2, progress=False)
+""",
+    "startup": """
+t = staging_sweep.table
+staging_speedup = float(t['wall_s'].iloc[0] / t['wall_s'].iloc[-1])
+total = t['wall_s'] + t['startup_s']
+staging_speedup_with_startup = float(total.iloc[0] / total.iloc[-1])
+""",
+    "plateau": """
+def max_speedup(n_tasks, workers):
+    rounds = -(-n_tasks // workers)
+    return n_tasks / rounds
+
+task_seconds = []
+for manifest in stager.manifests():
+    task_seconds.append(manifest['seconds'])
+best_time_s = {}
+for w in range(1, 89):
+    best_time_s[w] = max(max(task_seconds), sum(task_seconds) / w)
+plateau_speedup = sum(task_seconds) / max(task_seconds)
+""",
+}
+
+CPUIO_WRONG = {
+    # the Amdahl trap: ignore the rounds and the longest task
+    "plateau": """
+def max_speedup(n_tasks, workers):
+    return min(n_tasks, workers)
+
+task_seconds = [m['seconds'] for m in stager.manifests()]
+best_time_s = {w: sum(task_seconds) / w for w in range(1, 89)}
+plateau_speedup = 88.0
+""",
+}
+
+# --------------------------------------------------------------------------- scripts
+SCRIPT_OTHER = '''%%writefile count_polygons.py
+"""Unique polygons per source file (geopandas version)."""
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+
+folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("group-project")
+frames = [gpd.read_file(p, ignore_geometry=True) for p in (folder / "staged").rglob("*.gpkg")]
+rows = pd.concat(frames, ignore_index=True)
+keep = rows[rows.staging_centroid_within_tile & ~rows.staging_duplicated]
+per_file = keep.groupby("staging_filename").size().sort_index()
+print("file | unique polygons")
+for name, n in per_file.items():
+    print(f"{name}: {n}")
+print(f"TOTAL: {per_file.sum()}")
+'''
+
+# the earlier course's script: sums the length of each tile's file name
+SCRIPT_OLD = '''%%writefile count_polygons.py
+import os
+import sys
+
+folder = sys.argv[1] if len(sys.argv) > 1 else "group-project"
+total = 0
+for root, dirs, files in os.walk(os.path.join(folder, "staged")):
+    for filename in files:
+        if filename.endswith(".gpkg"):
+            total += len(filename)
+print("total", total)
+'''
+
+# counts rows: every polygon crossing a tile edge once per tile it touches
+SCRIPT_EDGE_COPIES = '''%%writefile count_polygons.py
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyogrio
+
+folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("group-project")
+counts = Counter()
+for path in sorted((folder / "staged").glob("*/*/*/*.gpkg")):
+    rows = pyogrio.read_dataframe(path, columns=["staging_filename"], read_geometry=False)
+    counts.update(rows["staging_filename"].value_counts().to_dict())
+for name in sorted(counts):
+    print(name, counts[name])
+print("total", sum(counts.values()))
+'''
+
+# counts each polygon in its centroid's tile, but keeps the duplicates of overlapping scenes
+SCRIPT_DUPLICATES = SCRIPT_EDGE_COPIES.replace(
+    'columns=["staging_filename"], read_geometry=False)\n',
+    'columns=["staging_filename", "staging_centroid_within_tile"], read_geometry=False)\n'
+    '    rows = rows[rows["staging_centroid_within_tile"]]\n',
+)
+
+SUBMISSIONS = (
+    # two correct submissions besides the source solution: other code, and the instructor's cap of 1 worker
+    Submission("other", "staging", STAGING_OTHER, capped=True),
+    Submission("other", "rasterization", RASTER_OTHER, capped=True),
+    Submission("other", "cpu-or-io", CPUIO_OTHER, capped=True),
+    Submission("other", "scripts", {"count-polygons": SCRIPT_OTHER}, capped=True),
+    # the known wrong answers
+    Submission("wrong", "staging", STAGING_WRONG,
+               fails=("test-largest-file", "test-estimate-serial", "test-parallel-staging")),
+    Submission("wrong", "rasterization", RASTER_WRONG,
+               fails=("test-estimate-raster", "test-count-geotiffs", "test-pyramid")),
+    Submission("wrong", "cpu-or-io", CPUIO_WRONG, fails=("test-plateau",), capped=True),
+    Submission("wrong", "scripts", {"count-polygons": SCRIPT_OLD}, fails=("test-count-polygons",)),
+    Submission("wrong-edges", "scripts", {"count-polygons": SCRIPT_EDGE_COPIES}, fails=("test-count-polygons",)),
+    Submission("wrong-duplicates", "scripts", {"count-polygons": SCRIPT_DUPLICATES}, fails=("test-count-polygons",)),
+)
+
+
+def result_cell_filters(path: Path) -> tuple[tuple[str, ...], tuple]:
+    """diff_ignore every output but those of the named result cells; mask timings and paths."""
+    nb = nbformat.read(path, as_version=4)
+    ignore = ["/metadata", "/cells/*/metadata", "/cells/*/execution_count", "/cells/*/outputs/*/execution_count"]
+    results = 0
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if cell.get("id", "").startswith("result-"):
+            results += 1
+        else:
+            ignore.append(f"/cells/{i}/outputs")
+    assert results, f"{path.name} has no result cells"
+    replace = (
+        ("/cells/*/outputs", r"\d+(\.\d+)? ?(s|ms|seconds)\b", "<TIME>"),
+        ("/cells/*/outputs", r"(/[\w.+-]+)+/", "<PATH>/"),
+    )
+    return tuple(ignore), replace
+
+
+def assert_result_cells_match(reference_path: Path, rerun: nbformat.NotebookNode) -> None:
+    """A fresh run of a notebook (e.g. its autograded solution) shows the reference's result cells.
+
+    The rerun may still carry nbgrader's markers; they are stripped first.
+    Outputs of cells whose id does not start with ``result-`` are ignored,
+    timings and paths are masked.
+    """
+    from pytest_notebook.diffing import diff_notebooks, diff_to_string, filter_diff
+    from pytest_notebook.notebook import regex_replace_nb
+
+    reference = nbformat.read(reference_path, as_version=4)
+    rerun = copy.deepcopy(rerun)
+    assert [c.get("id") for c in rerun.cells] == [c.get("id") for c in reference.cells]
+    for cell in rerun.cells:
+        cell.source = strip_markers(cell.source).rstrip("\n")
+    ignore, replace = result_cell_filters(reference_path)
+    a, b = regex_replace_nb(reference, replace), regex_replace_nb(rerun, replace)
+    diff = filter_diff(diff_notebooks(a, b), set(ignore))
+    assert not diff, diff_to_string(a, diff, use_color=False)

@@ -1,0 +1,335 @@
+"""The course (issue 8): nbgrader assignments generate, grade right and wrong work, and reproduce.
+
+One module-scoped fixture builds the whole course once in a temporary folder:
+``nbgrader generate_assignment`` for every assignment, then submissions by
+made-up learners — the source solutions, the unanswered release, another
+correct answer under the instructor's one-worker cap, and the known wrong
+answers (``tests/course_helpers.py``) — and ``nbgrader autograde``. Scores are
+read through nbgrader's gradebook API. Every notebook is executed once per
+submission, and once more by pytest-notebook to check that the committed
+solutions reproduce their result cells.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_helpers import SUBMISSIONS, Submission, assert_result_cells_match, fill, result_cell_filters, strip_markers
+
+pytest.importorskip("nbgrader")
+from nbgrader.api import Gradebook  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+COURSE = REPO / "course"
+SOLUTIONS = REPO / "solutions"
+COURSE_ID = "iwp-group-project"
+ASSIGNMENTS = ("staging", "rasterization", "cpu-or-io", "scripts")
+SCRIPT = "count_polygons.py"
+# what a course folder may hold besides nbgrader_config.py, README.md and source/
+RUN_ARTEFACTS = ("gradebook.db", "release", "submitted", "autograded", "feedback", "group-project",
+                 "runinfo", "parsl-runinfo", SCRIPT, ".ipynb_checkpoints", "__pycache__")
+
+
+def shipped_samples() -> Path:
+    """The samples shipped in the package, whatever GROUPUTILS_DATA says."""
+    return Path(str(importlib.resources.files("grouputils.data_samples")))
+
+
+def course_env(**extra: str) -> dict[str, str]:
+    """Environment of nbgrader and the kernels it starts.
+
+    The shipped samples (not a shared folder this shell may name), and this
+    Python's ``bin/`` first on ``PATH``: nbgrader runs ``alembic`` from
+    ``PATH`` when it creates a gradebook.
+    """
+    env = dict(os.environ)
+    env["GROUPUTILS_DATA"] = str(shipped_samples())
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.update(extra)
+    return env
+
+
+def nbgrader(course: Path, *args: str, env: dict[str, str] | None = None) -> float:
+    """Run ``python -m nbgrader ARGS`` in ``course``; return the seconds it took."""
+    t0 = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env or course_env(),
+                         capture_output=True, text=True, timeout=1800)
+    if run.returncode != 0 or "[ERROR]" in run.stderr or "| ERROR]" in run.stderr:
+        raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{run.stderr[-6000:]}")
+    return time.perf_counter() - t0
+
+
+def notebook_of(folder: Path) -> Path:
+    (nb,) = sorted(folder.glob("*.ipynb"))
+    return nb
+
+
+@dataclass
+class Course:
+    root: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def grades(self, assignment: str, student: str) -> dict[str, tuple[float, float]]:
+        """Autograded test cells of a submission: ``grade_id -> (score, max_score)``."""
+        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", COURSE_ID) as gb:
+            sub = gb.find_submission(assignment, student)
+            return {g.name: (g.score, g.max_score) for nb in sub.notebooks for g in nb.grades
+                    if g.cell_type == "code"}
+
+    def totals(self, assignment: str, student: str) -> dict[str, float]:
+        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", COURSE_ID) as gb:
+            sub = gb.find_submission(assignment, student)
+            return {"code": sub.code_score, "max_code": sub.max_code_score,
+                    "written": sub.written_score, "max_written": sub.max_written_score}
+
+    def autograded(self, assignment: str, student: str) -> Path:
+        return self.root / "autograded" / student / assignment
+
+
+def submit(course: Path, student: str, assignment: str, nb: nbformat.NotebookNode, name: str) -> None:
+    dest = course / "submitted" / student / assignment
+    dest.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(dest / name))
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Course:
+    root = tmp_path_factory.mktemp("course") / "course"
+    shutil.copytree(COURSE, root, ignore=shutil.ignore_patterns(*RUN_ARTEFACTS))
+    c = Course(root)
+    for a in ASSIGNMENTS:
+        c.seconds[f"generate {a}"] = nbgrader(root, "generate_assignment", a, "--force")
+    capped_env = course_env(GROUPUTILS_MAX_WORKERS="1")
+    for a in ASSIGNMENTS:
+        source_path = notebook_of(root / "source" / a)
+        source = nbformat.read(source_path, as_version=4)
+        release = nbformat.read(notebook_of(root / "release" / a), as_version=4)
+        name = source_path.name
+        submit(root, "solution", a, source, name)
+        submit(root, "blank", a, release, name)
+        mine = [s for s in SUBMISSIONS if s.assignment == a]
+        for s in mine:
+            if not s.capped:
+                submit(root, s.student, a, fill(release, source, s.answers), name)
+        c.seconds[f"autograde {a}"] = nbgrader(root, "autograde", a)
+        for s in mine:
+            if s.capped:  # after the uncapped run, so only this student is graded with the cap
+                submit(root, s.student, a, fill(release, source, s.answers), name)
+                c.seconds[f"autograde {a} {s.student} (1 worker)"] = nbgrader(
+                    root, "autograde", a, "--student", s.student, env=capped_env)
+    print("\n".join(f"{k}: {v:.1f} s" for k, v in c.seconds.items()))
+    return c
+
+
+# ----------------------------------------------------------------------------- release
+def test_the_release_hides_solutions_and_hidden_tests_and_ships_no_outputs(course):
+    for a in ASSIGNMENTS:
+        folder = course.root / "release" / a
+        assert sorted(p.name for p in folder.iterdir()) == [notebook_of(folder).name]
+        text = notebook_of(folder).read_text()
+        assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
+        assert "raise NotImplementedError()" in text and "YOUR ANSWER HERE" in text
+        source = notebook_of(course.root / "source" / a).read_text()
+        assert "BEGIN HIDDEN TESTS" in source, f"{a} has no hidden tests"
+
+
+def test_every_assignment_has_autograded_tests_and_manually_graded_questions(course):
+    for a in ASSIGNMENTS:
+        totals = course.totals(a, "solution")
+        assert totals["max_code"] > 0 and totals["max_written"] > 0, a
+
+
+# ----------------------------------------------------------------------------- grading
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_source_solution_gets_full_autograded_marks(course, assignment):
+    grades = course.grades(assignment, "solution")
+    assert grades and all(score == top for score, top in grades.values()), grades
+    totals = course.totals(assignment, "solution")
+    assert totals["code"] == totals["max_code"]
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_unanswered_release_scores_zero(course, assignment):
+    totals = course.totals(assignment, "blank")
+    assert totals["code"] == 0 and totals["written"] == 0, totals
+
+
+@pytest.mark.parametrize("sub", [s for s in SUBMISSIONS if s.fails], ids=lambda s: f"{s.assignment}-{s.student}")
+def test_known_wrong_answers_fail_their_tests_and_only_those(course, sub: Submission):
+    grades = course.grades(sub.assignment, sub.student)
+    assert set(sub.fails) <= set(grades)
+    failed = {gid for gid, (score, top) in grades.items() if score < top}
+    assert failed == set(sub.fails), f"expected exactly {sub.fails} to fail; scores: {grades}"
+    assert all(grades[gid][0] == 0 for gid in sub.fails)
+
+
+@pytest.mark.parametrize("sub", [s for s in SUBMISSIONS if not s.fails], ids=lambda s: f"{s.assignment}-{s.student}")
+def test_another_correct_submission_under_a_one_worker_cap_gets_full_marks(course, sub: Submission):
+    grades = course.grades(sub.assignment, sub.student)
+    assert grades and all(score == top for score, top in grades.values()), grades
+
+
+def test_each_submission_is_graded_from_its_own_outputs_in_its_own_folder(course):
+    for a in ("staging", "rasterization", "scripts"):
+        for student in ("solution", "other"):
+            out = course.autograded(a, student) / "group-project"
+            assert any((out / "staged").rglob("*.gpkg")), f"{a}/{student}: no staged tiles in its own folder"
+    assert (course.autograded("scripts", "other") / SCRIPT).read_text() != \
+        (course.autograded("scripts", "solution") / SCRIPT).read_text()
+    # the capped run really used one worker, the default run more where the machine has them
+    capped = nbformat.read(notebook_of(course.autograded("staging", "other")), as_version=4)
+    cell = next(c for c in capped.cells if c.get("id") == "parallel-staging")
+    assert "".join(o.get("text", "") for o in cell.outputs).startswith("1 ")
+    for folder in (course.root / "source").iterdir():
+        assert not (folder / "group-project").exists(), "grading wrote into the source folder"
+
+
+# ----------------------------------------------------------------------------- solutions/
+def _solution_cells(assignment: str) -> list[tuple[str, str]]:
+    nb = nbformat.read(SOLUTIONS / f"{assignment}.ipynb", as_version=4)
+    return [(c.cell_type, c.source) for c in nb.cells]
+
+
+# lazy-arrays is graded in test_course_arrays.py; its solution is checked here with the others
+SOLVED = (*ASSIGNMENTS, "lazy-arrays")
+
+
+@pytest.mark.parametrize("assignment", SOLVED)
+def test_solutions_are_generated_from_the_current_source_notebooks(assignment):
+    source = nbformat.read(notebook_of(COURSE / "source" / assignment), as_version=4)
+    expected = [(c.cell_type, strip_markers(c.source).rstrip("\n")) for c in source.cells]
+    assert _solution_cells(assignment) == expected, "run scripts/make_solutions.py"
+    nb = nbformat.read(SOLUTIONS / f"{assignment}.ipynb", as_version=4)
+    errors = [c.id for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code"), "solutions are executed"
+
+
+def test_the_solution_script_is_the_one_the_bonus_notebook_writes():
+    cells = [src for kind, src in _solution_cells("scripts") if src.startswith(f"%%writefile {SCRIPT}")]
+    assert len(cells) == 1
+    body = cells[0].split("\n", 1)[1]
+    assert (SOLUTIONS / SCRIPT).read_text().rstrip("\n") == body.rstrip("\n")
+
+
+# Re-executed by pytest-notebook here; the cpu-or-io notebook (two worker sweeps, ~40 s) is
+# compared instead through its autograded run of the source solution, a fresh execution of the
+# same code, which keeps the course tests within their time budget.
+REEXECUTED = ("staging", "rasterization", "scripts")
+
+
+@pytest.mark.parametrize("assignment", REEXECUTED)
+def test_solution_notebooks_reproduce_their_result_cells(assignment, tmp_path):
+    from pytest_notebook.nb_regression import NBRegressionFixture
+
+    copy = tmp_path / f"{assignment}.ipynb"
+    shutil.copyfile(SOLUTIONS / f"{assignment}.ipynb", copy)
+    ignore, replace = result_cell_filters(copy)
+    fixture = NBRegressionFixture(
+        exec_timeout=900,
+        exec_cwd=str(tmp_path),
+        exec_env={"GROUPUTILS_DATA": str(shipped_samples())},
+        diff_ignore=ignore,
+        diff_replace=replace,
+        diff_use_color=False,
+    )
+    fixture.check(str(copy))
+
+
+@pytest.mark.parametrize("assignment", sorted(set(ASSIGNMENTS) - set(REEXECUTED)))
+def test_the_autograded_run_of_a_solution_reproduces_its_result_cells(course, assignment):
+    rerun = nbformat.read(notebook_of(course.autograded(assignment, "solution")), as_version=4)
+    assert_result_cells_match(SOLUTIONS / f"{assignment}.ipynb", rerun)
+
+
+# ----------------------------------------------------------------------------- count_polygons.py
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory) -> Path:
+    from grouputils.config import Config
+    from grouputils.pipeline import run_pipeline
+
+    out = tmp_path_factory.mktemp("pipeline") / "group-project"
+    report = run_pipeline(Config(dir_input=shipped_samples(), dir_output=out), executor="serial", progress=False)
+    assert report.ok
+    return out
+
+
+def test_count_polygons_agrees_with_the_pipelines_unique_polygon_count(pipeline_run):
+    from grouputils.course import parse_count_table
+
+    run = subprocess.run([sys.executable, str(SOLUTIONS / SCRIPT), str(pipeline_run)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    per_file, total = parse_count_table(run.stdout)
+    summary = json.loads((pipeline_run / "run-summary.json").read_text())
+    assert total == summary["unique_polygons"]
+    assert sum(per_file.values()) == total
+    # independently of the staged tiles: the generator's features minus its listed re-detections
+    generator = json.loads((shipped_samples() / "generator.json").read_text())
+    expected = {f["name"]: f["features"] - f["redetections"] for f in generator["files"]}
+    assert per_file == expected
+
+
+def test_count_polygons_reads_group_project_by_default_and_says_when_nothing_is_staged(pipeline_run, tmp_path):
+    shutil.copytree(pipeline_run / "staged", tmp_path / "group-project" / "staged")
+    default = subprocess.run([sys.executable, str(SOLUTIONS / SCRIPT)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300, check=True)
+    explicit = subprocess.run([sys.executable, str(SOLUTIONS / SCRIPT), str(pipeline_run)],
+                              capture_output=True, text=True, timeout=300, check=True)
+    assert default.stdout == explicit.stdout
+    empty = subprocess.run([sys.executable, str(SOLUTIONS / SCRIPT), str(tmp_path / "nothing")],
+                           capture_output=True, text=True, timeout=300)
+    assert empty.returncode != 0 and "no staged tiles" in empty.stderr
+
+
+def test_unique_polygon_counts_and_the_table_parser_agree_with_the_pipeline(pipeline_run):
+    from grouputils.course import parse_count_table, unique_polygon_counts
+
+    counts = unique_polygon_counts(pipeline_run)
+    summary = json.loads((pipeline_run / "run-summary.json").read_text())
+    assert int(counts.sum()) == summary["unique_polygons"]
+    table = "file | polygons\n" + "\n".join(f"| {k} | {v:,} |" for k, v in counts.items()) + \
+        f"\nTOTAL: {int(counts.sum()):_}\n"
+    assert parse_count_table(table) == (counts.to_dict(), int(counts.sum()))
+    with pytest.raises(ValueError, match="total"):
+        parse_count_table("scene01.gpkg 3\n")
+
+
+def test_unique_polygon_counts_says_when_a_folder_holds_no_staged_tiles(tmp_path):
+    from grouputils.course import unique_polygon_counts
+    from grouputils.errors import InputError
+
+    with pytest.raises(InputError, match="no staged tiles") as err:
+        unique_polygon_counts(tmp_path / "group-project")
+    assert err.value.path == tmp_path / "group-project"
+
+
+# ----------------------------------------------------------------------------- course scale
+@pytest.mark.slow
+def test_the_solutions_pass_their_own_tests_on_course_scale_data(tmp_path_factory):
+    """Every source notebook, hidden tests included, runs clean on ~0.5 GB of course-scale data."""
+    from nbclient import NotebookClient
+
+    from grouputils.samples import generate_dataset
+
+    data = tmp_path_factory.mktemp("iwp-course")
+    generate_dataset(data, scale="course")
+    for a in ASSIGNMENTS:
+        work = tmp_path_factory.mktemp(a)
+        nb = nbformat.read(notebook_of(COURSE / "source" / a), as_version=4)
+        client = NotebookClient(nb, timeout=1800, kernel_name="python3",
+                                resources={"metadata": {"path": str(work)}})
+        t0 = time.perf_counter()
+        client.execute(env=course_env(GROUPUTILS_DATA=str(data)))  # raises on a failing assert
+        print(f"{a}: {time.perf_counter() - t0:.0f} s on course-scale data")
+        assert any((work / "group-project" / "staged").rglob("*.gpkg"))
