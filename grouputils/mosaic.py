@@ -67,6 +67,7 @@ from tqdm.auto import tqdm
 from grouputils.atomic import atomic_path
 from grouputils.config import Config, Statistic
 from grouputils.errors import ConfigError, InputError, OutputError
+from grouputils.rasterize import cell_areas_m2
 from grouputils.tiles import Tiles, tile_from_path, tile_to_str
 
 if TYPE_CHECKING:
@@ -485,17 +486,7 @@ def _projected_block_areas(
     t = Affine(*transform)
     cols, rows = np.meshgrid(np.arange(c0, c1 + 1), np.arange(r0, r1 + 1))
     gx, gy = t * (cols.astype("f8"), rows.astype("f8"))
-    crs = pyproj.CRS.from_wkt(wkt)
-    to_geo = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    lon_c, lat_c = to_geo.transform(float(gx.mean()), float(gy.mean()))
-    laea = pyproj.CRS.from_proj4(f"+proj=laea +lat_0={lat_c} +lon_0={lon_c} +datum=WGS84 +units=m")
-    px, py = pyproj.Transformer.from_crs(crs, laea, always_xy=True).transform(gx, gy)
-    x0, y0 = px[:-1, :-1], py[:-1, :-1]
-    x1, y1 = px[:-1, 1:], py[:-1, 1:]
-    x2, y2 = px[1:, 1:], py[1:, 1:]
-    x3, y3 = px[1:, :-1], py[1:, :-1]
-    twice = (x0 * y1 - x1 * y0) + (x1 * y2 - x2 * y1) + (x2 * y3 - x3 * y2) + (x3 * y0 - x0 * y3)
-    return np.abs(twice) / 2.0
+    return cell_areas_m2(gx, gy, pyproj.CRS.from_wkt(wkt), centre=(float(gx.mean()), float(gy.mean())))
 
 
 # ============================================================================ totals

@@ -124,6 +124,7 @@ __all__ = [
     "read_geotiff",
     "resample_children",
     "pixel_areas_m2",
+    "cell_areas_m2",
     "covered_area_m2",
     "zero_when_empty",
     "TileStatistics",
@@ -364,8 +365,30 @@ def pixel_areas_m2(tile: Tile, tiles: Tiles) -> np.ndarray:
     ys = np.linspace(top, bottom, size + 1)
     gx, gy = np.meshgrid(xs, ys)
     crs = pyproj.CRS.from_wkt(tiles.tms.crs.to_wkt())
+    return cell_areas_m2(gx, gy, crs, centre=((left + right) / 2, (bottom + top) / 2))
+
+
+def cell_areas_m2(gx: np.ndarray, gy: np.ndarray, crs: pyproj.CRS, centre: tuple[float, float]) -> np.ndarray:
+    """Areas in m² of the cells of a grid given by its corners.
+
+    Parameters
+    ----------
+    gx, gy : ndarray, shape (rows + 1, cols + 1)
+        Coordinates of the cell corners in ``crs``; row 0 is the top row.
+    crs : pyproj.CRS
+        The CRS of the corners (any: geographic or projected).
+    centre : tuple of float
+        A point near the middle of the grid, in ``crs``: the centre of the
+        equal-area projection.
+
+    Returns
+    -------
+    ndarray of float64, shape (rows, cols)
+        The shoelace area of each cell's four corners projected to a Lambert
+        azimuthal equal-area projection (WGS 84) centred on ``centre``.
+    """
     to_geo = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    lon_c, lat_c = to_geo.transform((left + right) / 2, (bottom + top) / 2)
+    lon_c, lat_c = to_geo.transform(*centre)
     laea = pyproj.CRS.from_proj4(f"+proj=laea +lat_0={lat_c} +lon_0={lon_c} +datum=WGS84 +units=m")
     px, py = pyproj.Transformer.from_crs(crs, laea, always_xy=True).transform(gx, gy)
     # Shoelace over the corners (top-left, top-right, bottom-right, bottom-left).

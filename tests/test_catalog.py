@@ -25,27 +25,13 @@ from pystac.validation import validate_all
 from grouputils.catalog import catalog_path, item_id, validate_stac_catalog, write_stac_catalog
 from grouputils.config import Config
 from grouputils.errors import InputError
-from grouputils.pipeline import run_pipeline
 from grouputils.rasterize import write_geotiff
-from grouputils.samples import sample_dir
 from grouputils.tiles import Tile, Tiles, tile_from_path
 
-FIXTURE = ("scene03_WV03_20150814.gpkg", "scene07_WV03_20160728.gpkg", "scene08_WV03_20180704.gpkg")
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Config:
+def run(three_scene_run: Config) -> Config:
     """A serial pipeline run on three samples; the run writes the catalogue."""
-    base = tmp_path_factory.mktemp("catalog-run")
-    (base / "in").mkdir()
-    for name in FIXTURE:
-        shutil.copy2(sample_dir() / name, base / "in" / name)
-    config = Config(dir_input=base / "in", dir_output=base / "out")
-    report = run_pipeline(config, executor="serial", progress=False)
-    assert report.ok, report.failures
-    assert report.summary["stac_catalog"] == "stac/catalog.json"
-    assert catalog_path(config) == config.dir_output / "stac" / "catalog.json"
-    return config
+    return three_scene_run
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +41,13 @@ def catalog(run: Config) -> pystac.Catalog:
 
 def items_by_id(catalog: pystac.Catalog) -> dict[str, pystac.Item]:
     return {it.id: it for it in catalog.get_items(recursive=True)}
+
+
+def test_the_run_writes_the_catalogue_and_names_it_in_its_summary(run: Config) -> None:
+    summary = json.loads((run.dir_output / "run-summary.json").read_text())
+    assert summary["stac_catalog"] == "stac/catalog.json"
+    assert catalog_path(run) == run.dir_output / "stac" / "catalog.json"
+    assert catalog_path(run).is_file()
 
 
 def test_catalogue_validates_against_the_core_stac_schemas(run: Config, catalog: pystac.Catalog) -> None:

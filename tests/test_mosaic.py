@@ -33,25 +33,13 @@ from grouputils.mosaic import (
     pixel_area_m2,
     polygon_count,
 )
-from grouputils.pipeline import run_pipeline
 from grouputils.rasterize import covered_area_m2, pixel_areas_m2, write_geotiff
-from grouputils.samples import sample_dir
 from grouputils.tiles import Tile, Tiles, tile_from_path
 
-FIXTURE = ("scene03_WV03_20150814.gpkg", "scene07_WV03_20160728.gpkg", "scene08_WV03_20180704.gpkg")
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Config:
+def run(three_scene_run: Config) -> Config:
     """A serial pipeline run on three samples (two overlap, so duplicates are flagged)."""
-    base = tmp_path_factory.mktemp("mosaic-run")
-    (base / "in").mkdir()
-    for name in FIXTURE:
-        shutil.copy2(sample_dir() / name, base / "in" / name)
-    config = Config(dir_input=base / "in", dir_output=base / "out")
-    report = run_pipeline(config, executor="serial", progress=False)
-    assert report.ok, report.failures
-    return config
+    return three_scene_run
 
 
 @pytest.fixture(scope="module")
