@@ -315,21 +315,26 @@ def test_unique_polygon_counts_says_when_a_folder_holds_no_staged_tiles(tmp_path
 
 
 # ----------------------------------------------------------------------------- course scale
-@pytest.mark.slow
-def test_the_solutions_pass_their_own_tests_on_course_scale_data(tmp_path_factory):
-    """Every source notebook, hidden tests included, runs clean on ~0.5 GB of course-scale data."""
-    from nbclient import NotebookClient
-
+@pytest.fixture(scope="module")
+def course_scale_data(tmp_path_factory) -> Path:
+    """The course-scale data set (~0.5 GB, generated once per module)."""
     from grouputils.samples import generate_dataset
 
     data = tmp_path_factory.mktemp("iwp-course")
     generate_dataset(data, scale="course")
-    for a in ASSIGNMENTS:
-        work = tmp_path_factory.mktemp(a)
-        nb = nbformat.read(notebook_of(COURSE / "source" / a), as_version=4)
-        client = NotebookClient(nb, timeout=1800, kernel_name="python3",
-                                resources={"metadata": {"path": str(work)}})
-        t0 = time.perf_counter()
-        client.execute(env=course_env(GROUPUTILS_DATA=str(data)))  # raises on a failing assert
-        print(f"{a}: {time.perf_counter() - t0:.0f} s on course-scale data")
-        assert any((work / "group-project" / "staged").rglob("*.gpkg"))
+    return data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", SOLVED)
+def test_the_solutions_pass_their_own_tests_on_course_scale_data(assignment, course_scale_data, tmp_path):
+    """Every source notebook, hidden tests included, runs clean on ~0.5 GB of course-scale data."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(notebook_of(COURSE / "source" / assignment), as_version=4)
+    client = NotebookClient(nb, timeout=1800, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    t0 = time.perf_counter()
+    client.execute(env=course_env(GROUPUTILS_DATA=str(course_scale_data)))  # raises on a failing assert
+    print(f"{assignment}: {time.perf_counter() - t0:.0f} s on course-scale data")
+    assert any((tmp_path / "group-project" / "staged").rglob("*.gpkg"))
