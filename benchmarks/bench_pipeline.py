@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -148,7 +149,9 @@ def course_data(folder: Path) -> Path:
         ok = info.get("scale", {}).get("name") == "course" and info.get("seed") == samples.DEFAULT_SEED
     if not ok:
         print(f"generating course-scale data in {folder} (about a minute) ...", flush=True)
-        samples.generate_dataset(folder, scale="course", progress=True)
+        # in a child process: generating here would leave this process's peak
+        # memory (reported below as the main process's) at the generator's
+        subprocess.run([sys.executable, "-m", "grouputils", "sample", str(folder), "--scale", "course"], check=True)
     return folder
 
 

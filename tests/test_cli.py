@@ -187,3 +187,20 @@ def test_executor_slurm_without_a_config_file_says_what_is_missing(one_input, tm
     code = cli.main(["run", str(one_input), str(tmp_path / "out"), "--executor", "slurm"])
     assert code == 1
     assert "--executor slurm needs --config FILE with a [slurm] table" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- python -m grouputils
+def test_python_m_grouputils_is_the_command_line_and_passes_on_its_exit_status(tmp_path):
+    """``python -m grouputils`` works where the console script is not on PATH (e.g. a kernel)."""
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "grouputils", "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0
+    assert "sample" in ok.stdout and "run" in ok.stdout
+    missing = tmp_path / "nothing-here"
+    bad = subprocess.run([sys.executable, "-m", "grouputils", "run", str(missing), str(tmp_path / "out")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert str(missing) in bad.stderr
+    assert not (tmp_path / "out").exists()
