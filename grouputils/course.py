@@ -8,7 +8,10 @@ change with the machine or the data set). These functions do the reading:
   counted once: rows of the finalized staged tiles whose centroid lies in
   their tile and that are not flagged as duplicates;
 * :func:`parse_count_table` — read the per-file and total table that a
-  learner's ``count_polygons.py`` prints.
+  learner's ``count_polygons.py`` prints;
+* :func:`strip_markers` — a source notebook cell's text without nbgrader's
+  ``### BEGIN/END SOLUTION`` and ``HIDDEN TESTS`` lines (the solutions'
+  text, as ``scripts/make_solutions.py`` and the course tests need it).
 
 Learners may use them too, e.g. to check their script.
 """
@@ -24,12 +27,13 @@ import pyogrio
 from grouputils.errors import InputError
 from grouputils.staging import STAGED_LAYER
 
-__all__ = ["unique_polygon_counts", "parse_count_table"]
+__all__ = ["unique_polygon_counts", "parse_count_table", "strip_markers"]
 
 _COLUMNS = ["staging_filename", "staging_centroid_within_tile", "staging_duplicated"]
 # an integer standing on its own, optionally with thousands separators: 26,560 or 26_560
 _INT = re.compile(r"(?<![\w.])(\d{1,3}(?:[,_]\d{3})+|\d+)(?![\w.])")
 _NAME = re.compile(r"[^\s|:,;'\"]+\.gpkg", re.IGNORECASE)
+_MARKER = re.compile(r"^[ \t]*#{3} (BEGIN|END) (SOLUTION|HIDDEN TESTS)[ \t]*(\n|$)", re.MULTILINE)
 
 
 def _staged_tiles(dir_output: Path) -> list[Path]:
@@ -143,3 +147,25 @@ def parse_count_table(text: str) -> tuple[dict[str, int], int]:
     if total is None:
         raise ValueError("no line starting with 'total' followed by an integer was printed")
     return per_file, total
+
+
+def strip_markers(text: str) -> str:
+    """Remove nbgrader's marker lines from a cell's text, keeping what they enclose.
+
+    Parameters
+    ----------
+    text : str
+        Source of a cell of a source notebook.
+
+    Returns
+    -------
+    str
+        The text without its ``### BEGIN SOLUTION``, ``### END SOLUTION``,
+        ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` lines.
+
+    Examples
+    --------
+    >>> strip_markers("### BEGIN SOLUTION\\nx = 1\\n### END SOLUTION\\nprint(x)")
+    'x = 1\\nprint(x)'
+    """
+    return _MARKER.sub("", text)

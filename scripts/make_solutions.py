@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -35,19 +34,14 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from grouputils.course import strip_markers
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "course" / "source"
 SOLUTIONS = REPO / "solutions"
 COURSE_ORDER = ("staging", "rasterization", "cpu-or-io", "scripts", "lazy-arrays")
 SCRIPT = "count_polygons.py"
 DATA_ENV = "GROUPUTILS_DATA"
-
-_MARKER = re.compile(r"^[ \t]*#{3} (BEGIN|END) (SOLUTION|HIDDEN TESTS)[ \t]*(\n|$)", re.MULTILINE)
-
-
-def strip_markers(text: str) -> str:
-    """Remove nbgrader's ``### BEGIN/END SOLUTION`` and ``HIDDEN TESTS`` lines, keep what is between."""
-    return _MARKER.sub("", text)
 
 
 def solution_notebook(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
