@@ -1,7 +1,8 @@
 """nbgrader configuration of the course (run nbgrader from this folder).
 
 Assignments live in ``source/<assignment>/<notebook>.ipynb``:
-``staging``, ``rasterization``, ``cpu-or-io`` and ``scripts`` (bonus).
+``staging``, ``rasterization``, ``cpu-or-io``, ``scripts`` (bonus) and
+``lazy-arrays``.
 See README.md in this folder for the instructor's workflow.
 """
 

@@ -7,13 +7,12 @@ would leave in it. Answer cells not listed get the source notebook's solution.
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-_MARKER = re.compile(r"^[ \t]*#{3} (BEGIN|END) (SOLUTION|HIDDEN TESTS)[ \t]*(\n|$)", re.MULTILINE)
+from grouputils.course import strip_markers
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,6 @@ class Submission:
     answers: dict[str, str] = field(default_factory=dict)
     fails: tuple[str, ...] = ()
     capped: bool = False
-
-
-def strip_markers(text: str) -> str:
-    """Remove nbgrader's marker lines, keeping what they enclose."""
-    return _MARKER.sub("", text)
 
 
 def solution_answers(source: nbformat.NotebookNode) -> dict[str, str]:
@@ -303,12 +297,66 @@ SCRIPT_DUPLICATES = SCRIPT_EDGE_COPIES.replace(
     '    rows = rows[rows["staging_centroid_within_tile"]]\n',
 )
 
+# --------------------------------------------------------------------------- lazy-arrays
+# correct, written differently from the solution
+ARRAYS_OTHER = {
+    "busiest-item": """
+busiest_item_id, busiest_count = None, -1
+for candidate in z13.get_items():
+    for band in candidate.assets["data"].extra_fields["bands"]:
+        if band["name"] == "number_IWP_per_pixel" and band["grouputils:sum"] > busiest_count:
+            busiest_item_id, busiest_count = candidate.id, int(band["grouputils:sum"])
+""",
+    # sum each row first, then weight the row sums by the row's pixel area
+    "totals": """
+areas = pixel_area_m2(mosaic)
+lazy_count = mosaic.sel(band="number_IWP_per_pixel").sum(dim=["y", "x"])
+lazy_area_km2 = (mosaic.sel(band="prop_pixel_covered_by_IWP").sum(dim="x") * areas).sum() / 1e6
+n, a = dask.compute(lazy_count, lazy_area_km2)
+n_polygons, area_km2 = int(n), float(a)
+""",
+    "read-experiment": """
+seconds = table.pivot_table(index="chunk_label", columns="workers", values="seconds")[max(workers)]
+best_chunk = seconds.idxmin()
+slowdown_small = float(seconds["128"] / seconds.min())
+slowdown_one_chunk = float(seconds["one chunk"] / seconds.min())
+row = table[(table.chunk_label == "128") & (table.workers == max(workers))].iloc[0]
+overhead_per_task_ms = float(row.overhead_s / row.n_tasks * 1e3)
+""",
+}
+
+# known wrong answers: each must fail its test cell
+ARRAYS_WRONG = {
+    # the first item, and a pixel's maximum instead of the tile's sum
+    "busiest-item": """
+first = next(z13.get_items())
+busiest_item_id = first.id
+busiest_count = int(first.assets["data"].extra_fields["bands"][0]["statistics"]["maximum"])
+""",
+    # pixels with data instead of polygons, one pixel area for every row, the count copied from the summary
+    "totals": """
+coverage = mosaic.sel(band="prop_pixel_covered_by_IWP")
+lazy_count = mosaic.sel(band="number_IWP_per_pixel").count()
+lazy_area_km2 = coverage.sum() * float(pixel_area_m2(mosaic).mean()) / 1e6
+n_polygons = summary["unique_polygons"]
+area_km2 = float(lazy_area_km2.compute())
+""",
+    # numbers from the model answer, not from the learner's table
+    "read-experiment": """
+best_chunk = "512"
+slowdown_small = 6.9
+slowdown_one_chunk = 2.0
+overhead_per_task_ms = 0.1
+""",
+}
+
 SUBMISSIONS = (
     # two correct submissions besides the source solution: other code, and the instructor's cap of 1 worker
     Submission("other", "staging", STAGING_OTHER, capped=True),
     Submission("other", "rasterization", RASTER_OTHER, capped=True),
     Submission("other", "cpu-or-io", CPUIO_OTHER, capped=True),
     Submission("other", "scripts", {"count-polygons": SCRIPT_OTHER}, capped=True),
+    Submission("other", "lazy-arrays", ARRAYS_OTHER, capped=True),
     # the known wrong answers
     Submission("wrong", "staging", STAGING_WRONG,
                fails=("test-largest-file", "test-estimate-serial", "test-parallel-staging")),
@@ -318,6 +366,8 @@ SUBMISSIONS = (
     Submission("wrong", "scripts", {"count-polygons": SCRIPT_OLD}, fails=("test-count-polygons",)),
     Submission("wrong-edges", "scripts", {"count-polygons": SCRIPT_EDGE_COPIES}, fails=("test-count-polygons",)),
     Submission("wrong-duplicates", "scripts", {"count-polygons": SCRIPT_DUPLICATES}, fails=("test-count-polygons",)),
+    Submission("wrong", "lazy-arrays", ARRAYS_WRONG,
+               fails=("test-busiest-item", "test-totals", "test-read-experiment")),
 )
 
 

@@ -1,4 +1,4 @@
-"""The course (issue 8): nbgrader assignments generate, grade right and wrong work, and reproduce.
+"""The course (issues 8 and 9): nbgrader assignments generate, grade right and wrong work, and reproduce.
 
 One module-scoped fixture builds the whole course once in a temporary folder:
 ``nbgrader generate_assignment`` for every assignment, then submissions by
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 COURSE = REPO / "course"
 SOLUTIONS = REPO / "solutions"
 COURSE_ID = "iwp-group-project"
-ASSIGNMENTS = ("staging", "rasterization", "cpu-or-io", "scripts")
+ASSIGNMENTS = ("staging", "rasterization", "cpu-or-io", "scripts", "lazy-arrays")
 SCRIPT = "count_polygons.py"
 # what a course folder may hold besides nbgrader_config.py, README.md and source/
 RUN_ARTEFACTS = ("gradebook.db", "release", "submitted", "autograded", "feedback", "group-project",
@@ -195,17 +195,44 @@ def test_each_submission_is_graded_from_its_own_outputs_in_its_own_folder(course
         assert not (folder / "group-project").exists(), "grading wrote into the source folder"
 
 
+# ----------------------------------------------------------------------------- lazy-arrays
+def test_lazy_arrays_has_three_autograded_exercises_and_two_written_questions():
+    nb = nbformat.read(notebook_of(COURSE / "source" / "lazy-arrays"), as_version=4)
+    graded = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    tests = {"test-busiest-item", "test-totals", "test-read-experiment"}
+    written = {"explain-chunks", "dask-vs-parsl"}
+    assert set(graded) == tests | written
+    for gid in tests:
+        assert graded[gid].cell_type == "code" and graded[gid].metadata["nbgrader"]["locked"]
+        assert "### BEGIN HIDDEN TESTS" in graded[gid].source
+        assert graded[gid].get("id") == gid
+    for gid in written:
+        assert graded[gid].cell_type == "markdown" and graded[gid].metadata["nbgrader"]["solution"]
+    results = [c for c in nb.cells if c.get("id", "").startswith("result-")]
+    assert results and all(c.metadata.get("tags") == ["result"] for c in results)
+
+
+def test_lazy_arrays_is_graded_from_its_own_run_with_the_workers_the_cap_allows(course):
+    release = notebook_of(course.root / "release" / "lazy-arrays").read_text()
+    assert "overhead_per_task_ms = 1000" not in release  # a line of the solution
+    for student in ("solution", "other"):
+        assert (course.autograded("lazy-arrays", student) / "group-project" / "run-summary.json").is_file()
+
+    def printed(student: str) -> str:
+        nb = nbformat.read(notebook_of(course.autograded("lazy-arrays", student)), as_version=4)
+        return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+    assert "Dask worker threads: [1]" in printed("other")  # graded under GROUPUTILS_MAX_WORKERS=1
+    assert "Dask worker threads: [1, 2]" in printed("solution") or (os.cpu_count() or 1) == 1
+
+
 # ----------------------------------------------------------------------------- solutions/
 def _solution_cells(assignment: str) -> list[tuple[str, str]]:
     nb = nbformat.read(SOLUTIONS / f"{assignment}.ipynb", as_version=4)
     return [(c.cell_type, c.source) for c in nb.cells]
 
 
-# lazy-arrays is graded in test_course_arrays.py; its solution is checked here with the others
-SOLVED = (*ASSIGNMENTS, "lazy-arrays")
-
-
-@pytest.mark.parametrize("assignment", SOLVED)
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_solutions_are_generated_from_the_current_source_notebooks(assignment):
     source = nbformat.read(notebook_of(COURSE / "source" / assignment), as_version=4)
     expected = [(c.cell_type, strip_markers(c.source).rstrip("\n")) for c in source.cells]
@@ -326,7 +353,7 @@ def course_scale_data(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment", SOLVED)
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_the_solutions_pass_their_own_tests_on_course_scale_data(assignment, course_scale_data, tmp_path):
     """Every source notebook, hidden tests included, runs clean on ~0.5 GB of course-scale data."""
     from nbclient import NotebookClient
