@@ -65,6 +65,8 @@ from grouputils.errors import (
     OutputError,
     RepairWarning,
 )
+from grouputils.input_checks import check_feature_count, check_integrity
+from grouputils.polygons import polygons_only
 from grouputils.tiles import Tile, Tiles, str_to_tile, tile_from_path, tile_to_str
 
 __all__ = [
@@ -116,7 +118,8 @@ class StageResult:
     rows_written : int
         Rows written over all tiles (a polygon crossing tile edges counts once per tile).
     repaired : int
-        Invalid polygons repaired with ``make_valid``.
+        Features repaired: invalid polygons fixed with ``make_valid``, and
+        GeometryCollections reduced to their polygonal part.
     dropped : int
         Features dropped (not polygons, empty, or nothing polygonal after repair).
     seconds : float
@@ -269,6 +272,7 @@ class TileStager:
         path = Path(path)
         self._check_inputs_outputs(path)
         layer, info = _choose_layer(path, self.config.input_layer)
+        check_integrity(path)  # before anything is written: a damaged file is refused whole
         crs = info.get("crs")
         if not crs:
             warnings.warn(
@@ -284,7 +288,7 @@ class TileStager:
         key = self.source_key(path)
         token = uuid.uuid4().hex[:10]
         proc = _Processor(self, path, key, src_crs, layer, info)
-        counts = {"read": 0, "kept": 0, "rows": 0, "repaired": 0, "dropped": 0}
+        counts = {"read": 0, "kept": 0, "rows": 0, "repaired": 0, "dropped": 0, "from_collections": 0}
         tiles_written: dict[str, dict[str, Any]] = {}
         written: list[Path] = []
         try:
@@ -293,6 +297,7 @@ class TileStager:
                 for k in c:
                     counts[k] += c[k]
                 written.extend(self._write_parts(table, key, token, chunk_no, tiles_written))
+            check_feature_count(path, layer, info.get("features"), counts["read"])
             if counts["read"] == 0:
                 raise InputError(path, f"layer {layer!r} has no features")
             if counts["kept"] == 0:
@@ -304,8 +309,12 @@ class TileStager:
                     stacklevel=2,
                 )
             if counts["repaired"]:
+                made_valid = counts["repaired"] - counts["from_collections"]
+                how = [f"{made_valid} invalid polygons with make_valid"] if made_valid else []
+                if counts["from_collections"]:
+                    how.append(f"{counts['from_collections']} GeometryCollections by keeping their polygonal part")
                 warnings.warn(
-                    f"{path}: repaired {counts['repaired']} invalid polygons with make_valid",
+                    f"{path}: repaired {counts['repaired']} features: {' and '.join(how)}",
                     RepairWarning,
                     stacklevel=2,
                 )
@@ -767,13 +776,21 @@ class _Processor:
         attrs = table.drop_columns([c for c in (gname, fid_name) if c in table.column_names])
         n_read = len(geoms)
 
-        geoms, keep, repaired = _polygons_only(geoms)
+        geoms, keep, pcounts = polygons_only(geoms)
+        repaired = pcounts.repaired
         dropped = int((~keep).sum())
         geoms = geoms[keep]
         fids = fids[keep]
         attrs = attrs.filter(pa.array(keep))
         if len(geoms) == 0:  # nothing polygonal in this chunk (pyproj fails on empty arrays)
-            return attrs, {"read": n_read, "kept": 0, "rows": 0, "repaired": repaired, "dropped": dropped}
+            return attrs, {
+                "read": n_read,
+                "kept": 0,
+                "rows": 0,
+                "repaired": repaired,
+                "dropped": dropped,
+                "from_collections": pcounts.from_collections,
+            }
 
         if self.to_local is None:
             local = geoms
@@ -828,7 +845,14 @@ class _Processor:
             if name in out.column_names:
                 out = out.drop_columns([name])
             out = out.append_column(name, arr)
-        counts = {"read": n_read, "kept": len(geoms), "rows": len(poly_idx), "repaired": repaired, "dropped": dropped}
+        counts = {
+            "read": n_read,
+            "kept": len(geoms),
+            "rows": len(poly_idx),
+            "repaired": repaired,
+            "dropped": dropped,
+            "from_collections": pcounts.from_collections,
+        }
         return out, counts
 
     @staticmethod
@@ -837,39 +861,6 @@ class _Processor:
             return transformer.transform(x, y)
 
         return f
-
-
-def _polygons_only(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Keep polygons and multipolygons; repair invalid ones; report what was kept."""
-    geoms = np.asarray(geoms, dtype=object)
-    tid = shapely.get_type_id(geoms)
-    polygonal = np.isin(tid, (3, 6)) & ~shapely.is_empty(geoms)
-    invalid = polygonal & ~shapely.is_valid(geoms)
-    repaired = 0
-    if invalid.any():
-        fixed = shapely.make_valid(geoms[invalid])
-        fixed = np.array([_polygonal_part(g) for g in fixed], dtype=object)
-        geoms = geoms.copy()
-        geoms[invalid] = fixed
-        ok = np.array([g is not None for g in fixed])
-        repaired = int(ok.sum())
-        polygonal[np.flatnonzero(invalid)[~ok]] = False
-    return geoms, polygonal, repaired
-
-
-def _polygonal_part(g) -> shapely.Geometry | None:
-    if g is None or g.is_empty:
-        return None
-    if isinstance(g, (shapely.Polygon, shapely.MultiPolygon)):
-        return g
-    parts = [p for p in shapely.get_parts(g) if isinstance(p, (shapely.Polygon, shapely.MultiPolygon))]
-    polys = []
-    for p in parts:
-        polys.extend(shapely.get_parts(p))
-    polys = [p for p in polys if not p.is_empty and p.area > 0]
-    if not polys:
-        return None
-    return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
 
 
 def _assign_tiles(tiles: Tiles, geoms: np.ndarray, cx: np.ndarray, cy: np.ndarray):

@@ -18,6 +18,7 @@ from morecantile import Tile
 
 from grouputils.config import Config
 from grouputils.errors import InputError
+from grouputils.input_checks import warn_skipped_vector_files
 
 __all__ = ["Tile", "Tiles", "get_tms", "tile_from_path", "tile_to_str", "str_to_tile"]
 
@@ -192,13 +193,17 @@ class Tiles:
         list of Path
             Inputs sorted by their path relative to ``dir_input``; tiles sorted
             by (statistic,) z, x, y numerically. Temporary files are skipped.
+            Listing inputs warns (:class:`~grouputils.input_checks.SkippedInputWarning`)
+            about vector files of other formats, which are not staged.
         """
         if kind == "input":
             root = self.config.dir_input
             if not root.is_dir():
                 return []
             ext = self.config.input_ext.lower()
-            files = [p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(ext)]
+            every = sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+            warn_skipped_vector_files(root, every, self.config.input_ext)
+            files = [p for p in every if p.name.lower().endswith(ext)]
             return sorted(files, key=lambda p: p.relative_to(root).as_posix())
         if kind == "web_tiles":
             roots = [self._root(kind, s) for s in self.config.statistic_names]
