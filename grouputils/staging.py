@@ -65,7 +65,9 @@ from grouputils.errors import (
     OutputError,
     RepairWarning,
 )
+from grouputils.antimeridian import pole_points, tms_wrap, unwrap_longitudes
 from grouputils.input_checks import check_feature_count, check_integrity
+from grouputils.placement import place_polygons
 from grouputils.polygons import polygons_only
 from grouputils.tiles import Tile, Tiles, str_to_tile, tile_from_path, tile_to_str
 
@@ -745,6 +747,9 @@ class _Processor:
         # transformed once more, into the TMS CRS.
         unit = src_crs.axis_info[0].unit_conversion_factor if src_crs.axis_info else None
         self.metric_source = bool(src_crs.is_projected and unit == 1.0)
+        self.geographic_source = bool(src_crs.is_geographic)
+        self.wrap = tms_wrap(tms_crs)
+        self.tms_to_ll = pyproj.Transformer.from_crs(tms_crs, "EPSG:4326", always_xy=True)
         self.to_ll = pyproj.Transformer.from_crs(src_crs, "EPSG:4326", always_xy=True)
         if self.metric_source:
             self.proj = pyproj.Proj(src_crs)
@@ -756,11 +761,15 @@ class _Processor:
                 bounds = (0.0, 0.0, 0.0, 0.0)
             cx, cy = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
             lon, lat = self.to_ll.transform(cx, cy)
+            if self.geographic_source and bounds[2] - bounds[0] > 180:
+                lon = 180.0  # a lon/lat file that crosses the antimeridian
             if not (np.isfinite(lon) and np.isfinite(lat)):
                 lon, lat = 0.0, 0.0
             laea = pyproj.CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs")
             self.to_local = pyproj.Transformer.from_crs(src_crs, laea, always_xy=True)
             self.to_tms = pyproj.Transformer.from_crs(laea, tms_crs, always_xy=True)
+        local_crs = src_crs if self.metric_source else laea
+        self.poles_local = pole_points(local_crs, self.wrap.poles_singular)
 
     def process(self, batch_meta) -> tuple[pa.Table, dict[str, int]]:
         meta, batch = batch_meta
@@ -792,6 +801,8 @@ class _Processor:
                 "from_collections": pcounts.from_collections,
             }
 
+        if self.geographic_source:
+            geoms, _ = unwrap_longitudes(geoms)
         if self.to_local is None:
             local = geoms
         else:
@@ -814,10 +825,8 @@ class _Processor:
             lon, lat = self.to_ll.transform(shapely.get_x(c), shapely.get_y(c))
             area = area / self.proj.get_factors(lon, lat).areal_scale
         geoms = shapely.transform(local, self._fwd(self.to_tms), interleaved=False)
-        cent = shapely.centroid(geoms)
-        cx, cy = shapely.get_x(cent), shapely.get_y(cent)
-
-        poly_idx, tx, ty, within = _assign_tiles(self.stager.tiles, geoms, cx, cy)
+        rows = place_polygons(self.stager.tiles, self.path, fids, local, geoms, self.wrap, self.poles_local, self.tms_to_ll)
+        poly_idx, tx, ty, within, row_geoms, cx, cy = rows
         z = self.config.z
         # strings built once per distinct tile / via Arrow, not once per row in Python
         uniq, inv = np.unique(np.stack([tx, ty]), axis=1, return_inverse=True)
@@ -834,10 +843,10 @@ class _Processor:
             "staging_tile": pa.array(tile_str, type=pa.string()),
             "staging_centroid_within_tile": pa.array(within),
             "staging_duplicated": pa.array(np.zeros(len(poly_idx), dtype=bool)),
-            "geometry": pa.array(shapely.to_wkb(geoms[poly_idx]), type=pa.binary()),
+            "geometry": pa.array(shapely.to_wkb(row_geoms), type=pa.binary()),
             _SOURCE: pa.array(np.full(len(poly_idx), self.key, dtype=object), type=pa.string()),
             _FID: pa.array(fids[poly_idx]),
-            "_gtype": pa.array(shapely.get_type_id(geoms[poly_idx]).astype("i1")),
+            "_gtype": pa.array(shapely.get_type_id(row_geoms).astype("i1")),
             "_tile_x": pa.array(tx),
             "_tile_y": pa.array(ty),
         }
@@ -861,50 +870,6 @@ class _Processor:
             return transformer.transform(x, y)
 
         return f
-
-
-def _assign_tiles(tiles: Tiles, geoms: np.ndarray, cx: np.ndarray, cy: np.ndarray):
-    """Every (polygon, tile) pair where the polygon intersects the tile or holds its centroid.
-
-    Returns polygon indices, tile columns, tile rows and the centroid-within flag,
-    sorted by polygon then tile.
-    """
-    b = shapely.bounds(geoms)
-    c0, r_a = tiles.tile_indices(b[:, 0], b[:, 3])  # left, top
-    c1, r_b = tiles.tile_indices(b[:, 2], b[:, 1])  # right, bottom
-    rmin, rmax = np.minimum(r_a, r_b), np.maximum(r_a, r_b)
-    ccx, ccy = tiles.tile_indices(cx, cy)
-    ncol = c1 - c0 + 1
-    nrow = rmax - rmin + 1
-    single = (ncol == 1) & (nrow == 1)
-    idx = [np.flatnonzero(single)]
-    txs = [c0[single]]
-    tys = [rmin[single]]
-    multi = np.flatnonzero(~single)
-    if len(multi):
-        counts = ncol[multi] * nrow[multi]
-        pi = np.repeat(multi, counts)
-        start = np.repeat(np.cumsum(counts) - counts, counts)
-        k = np.arange(len(pi)) - start
-        nc = ncol[pi]
-        cx_ = c0[pi] + k % nc
-        ry_ = rmin[pi] + k // nc
-        boxes = tiles.tile_boxes(cx_, ry_)
-        hit = shapely.intersects(geoms[pi], shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]))
-        hit |= (cx_ == ccx[pi]) & (ry_ == ccy[pi])
-        idx.append(pi[hit])
-        txs.append(cx_[hit])
-        tys.append(ry_[hit])
-    # concave polygons whose centroid tile lies outside their bounds cannot happen
-    # (the centroid of a polygon is inside its bounding box), but a centroid tile
-    # the geometry does not touch is kept by the `hit |=` line above.
-    pi = np.concatenate(idx)
-    tx = np.concatenate(txs)
-    ty = np.concatenate(tys)
-    order = np.lexsort((ty, tx, pi))
-    pi, tx, ty = pi[order], tx[order], ty[order]
-    within = (tx == ccx[pi]) & (ty == ccy[pi])
-    return pi, tx, ty, within
 
 
 def _write_gpkg(table: pa.Table, path: Path, crs: pyproj.CRS, metadata: dict[str, str], tids: np.ndarray) -> None:
