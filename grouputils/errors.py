@@ -17,6 +17,7 @@ __all__ = [
     "GroupUtilsWarning",
     "RepairWarning",
     "MissingCRSWarning",
+    "SkippedInputWarning",
 ]
 
 
@@ -68,3 +69,7 @@ class RepairWarning(GroupUtilsWarning):
 
 class MissingCRSWarning(GroupUtilsWarning):
     """An input file had no CRS; the configured default was assumed."""
+
+
+class SkippedInputWarning(GroupUtilsWarning):
+    """Vector files in the input folder do not match ``input_ext`` and are not staged."""

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from grouputils.errors import GroupUtilsWarning, InputError
+from grouputils.errors import InputError, SkippedInputWarning
 
 __all__ = [
     "SkippedInputWarning",
@@ -52,10 +52,6 @@ VECTOR_EXTENSIONS = (
     ".tab",
     ".mif",
 )
-
-
-class SkippedInputWarning(GroupUtilsWarning):
-    """Vector files in the input folder do not match ``input_ext`` and are not staged."""
 
 
 def check_integrity(path: str | Path) -> None:

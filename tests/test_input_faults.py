@@ -21,7 +21,8 @@ import shapely
 from grouputils import input_checks
 from grouputils.config import Config
 from grouputils.errors import InputError, RepairWarning
-from grouputils.input_checks import SkippedInputWarning, check_feature_count, check_integrity
+from grouputils.errors import SkippedInputWarning
+from grouputils.input_checks import check_feature_count, check_integrity
 from grouputils.pipeline import run_pipeline
 from grouputils.staging import TileStager, initialize_stager
 from grouputils.tiles import Tiles
