@@ -146,7 +146,7 @@ def unwrap_longitudes(geoms: np.ndarray, period: float = 360.0) -> tuple[np.ndar
 
 def split_at_antimeridian(
     geoms: np.ndarray, wrap: Wrap
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split polygons that cross the TMS's antimeridian, and give each one centroid.
 
     Parameters
@@ -161,7 +161,14 @@ def split_at_antimeridian(
     pieces : ndarray of shapely geometries
         One piece per polygon that does not cross, in input order, then the
         second piece of every polygon that does (the first piece replaces the
-        polygon in place).
+        polygon in place). What decides the tiles a polygon is written to.
+    shapes : ndarray of shapely geometries
+        By piece: the geometry to *write*: the whole polygon, continuous
+        across the antimeridian and moved to the piece's side (so it reaches
+        past the axis's end by the width of the other part, as a polygon
+        crossing any other tile edge reaches into the next tile). Each tile
+        thus holds the polygon whole: duplicate flags compare whole polygons
+        on both sides, and rasterizing clips it to the tile.
     parent : ndarray of int
         The polygon each piece belongs to.
     cx, cy : ndarray of float
@@ -178,11 +185,11 @@ def split_at_antimeridian(
     parent = np.arange(n)
     owns = np.ones(n, dtype=bool)
     if wrap.period is None or n == 0:
-        return geoms, parent, cx, cy, owns
+        return geoms, geoms, parent, cx, cy, owns
     cont, crossing = unwrap_longitudes(geoms, wrap.period)
     idx = np.flatnonzero(crossing)
     if len(idx) == 0:
-        return geoms, parent, cx, cy, owns
+        return geoms, geoms, parent, cx, cy, owns
     cont = cont[idx]
     c = shapely.centroid(cont)
     ccx = shapely.get_x(c)
@@ -204,10 +211,14 @@ def split_at_antimeridian(
     pieces[idx] = np.where(has_w, west, np.where(has_e, east, geoms[idx]))
     both = has_w & has_e
     owns[idx] = ~both | on_west
+    shifted = shapely.transform(cont, lambda xy: xy - np.array([wrap.period, 0.0]))
+    shapes = geoms.copy()
+    shapes[idx] = np.where(has_w, cont, np.where(has_e, shifted, geoms[idx]))
     pieces = np.concatenate([pieces, east[both]])
+    shapes = np.concatenate([shapes, shifted[both]])
     parent = np.concatenate([parent, idx[both]])
     owns = np.concatenate([owns, ~on_west[both]])
-    return pieces, parent, cx, cy, owns
+    return pieces, shapes, parent, cx, cy, owns
 
 
 def pole_points(crs: pyproj.CRS, which: tuple[bool, bool] = (True, True)) -> np.ndarray:

@@ -16,17 +16,18 @@ tile holds its centroid. Before that it
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import pyproj
 import shapely
 
-from grouputils.antimeridian import Wrap, holds_pole, implied_tile_count, split_at_antimeridian
+from grouputils.antimeridian import Wrap, holds_pole, implied_tile_count, split_at_antimeridian, tms_wrap
 from grouputils.errors import InputError
-from grouputils.tiles import Tiles
+from grouputils.tiles import Tile, Tiles, get_tms
 
-__all__ = ["place_polygons", "assign_tiles", "FAN_FACTOR", "FAN_SLACK"]
+__all__ = ["place_polygons", "assign_tiles", "neighbour_tile", "tiles_under_bounds", "FAN_FACTOR", "FAN_SLACK"]
 
 #: A polygon may touch at most ``FAN_FACTOR * implied + FAN_SLACK`` tiles, where
 #: ``implied`` is what its ground size allows near its centroid.
@@ -77,8 +78,9 @@ def place_polygons(
         By row: polygon index, tile column and row, centroid flag. Sorted by
         polygon then tile; each polygon has exactly one row with the flag.
     row_geoms : ndarray of shapely geometries
-        By row: the polygon, or the part of it on the row's side of the
-        antimeridian.
+        By row: the polygon; for one split at the antimeridian, the whole
+        polygon moved to the row's side (reaching past 180° into the tile
+        beyond, as any polygon crossing a tile edge does).
     cx, cy : ndarray of float
         By polygon: its centroid in the TMS CRS.
 
@@ -96,21 +98,23 @@ def place_polygons(
                 f"{tiles.config.tms} cannot hold (the polygon would cover every tile of the top or bottom row); "
                 "remove them or use a polar tile matrix set; nothing of the file was staged",
             )
-    pieces, parent, cx, cy, owns = split_at_antimeridian(geoms, wrap)
+    pieces, shapes, parent, cx, cy, owns = split_at_antimeridian(geoms, wrap)
     _fan_guard(tiles, path, fids, local, pieces, parent, cx, cy, tms_to_ll)
     pi, tx, ty, within = assign_tiles(tiles, pieces, cx[parent], cy[parent], owns)
     poly_idx = parent[pi]
-    row_geoms = pieces[pi]
+    row_geoms = shapes[pi]
     if len(pieces) > len(geoms):
         order = np.lexsort((ty, tx, poly_idx))
         poly_idx, tx, ty, within, row_geoms = poly_idx[order], tx[order], ty[order], within[order], row_geoms[order]
+        row_pieces = pieces[pi[order]]
         # two parts of one polygon in one tile (only at very low zoom levels): one row
         same = np.flatnonzero((poly_idx[1:] == poly_idx[:-1]) & (tx[1:] == tx[:-1]) & (ty[1:] == ty[:-1]))
         if len(same):
             row_geoms = row_geoms.copy()
             within = within.copy()
             for k in same[::-1]:
-                row_geoms[k] = shapely.union(row_geoms[k], row_geoms[k + 1])
+                # a tile as wide as the world: its rows hold the parts, not the shifted whole
+                row_geoms[k] = shapely.union(row_pieces[k], row_pieces[k + 1])
                 within[k] |= within[k + 1]
             keep = np.ones(len(poly_idx), dtype=bool)
             keep[same + 1] = False
@@ -212,3 +216,79 @@ def assign_tiles(
     pi, tx, ty = pi[order], tx[order], ty[order]
     within = owns[pi] & (tx == ccx[pi]) & (ty == ccy[pi])
     return pi, tx, ty, within
+
+
+# ----------------------------------------------------- neighbours across 180°
+@functools.lru_cache(maxsize=32)
+def _wrap_of(tms_id: str, z: int) -> tuple[int, float] | None:
+    """(matrix width, period) if the TMS's matrix at ``z`` spans exactly one turn, else None."""
+    tms = get_tms(tms_id)
+    wrap = tms_wrap(pyproj.CRS.from_user_input(tms.crs.srs))
+    if wrap.period is None:
+        return None
+    bbox = tms.xy_bbox
+    if abs((bbox.right - bbox.left) - wrap.period) > 1e-9 * wrap.period:
+        return None
+    return int(tms.matrix(z).matrixWidth), float(wrap.period)
+
+
+def neighbour_tile(tiles: Tiles, tile: Tile, dx: int, dy: int) -> Tile | None:
+    """The tile ``(dx, dy)`` away, wrapping across the antimeridian where the TMS does.
+
+    Returns None off the matrix (above the first row, or left of the first
+    column of a TMS that does not wrap) and for the tile itself.
+    """
+    x, y = tile.x + dx, tile.y + dy
+    w = _wrap_of(tiles.config.tms, tile.z)
+    if w is not None:
+        x %= w[0]
+    if x < 0 or y < 0 or (x, y) == (tile.x, tile.y):
+        return None
+    return Tile(x, y, tile.z)
+
+
+def tiles_under_bounds(tiles: Tiles, tile: Tile, bounds: np.ndarray) -> dict[Tile, float]:
+    """Tiles that the bounding boxes reach into, other than ``tile``, with the x shift to apply.
+
+    Parameters
+    ----------
+    tiles : Tiles
+        Tile maths of the run.
+    tile : Tile
+        The tile being finalized.
+    bounds : ndarray, shape (n, 4)
+        Bounds of the polygons of ``tile`` that cross its edges.
+
+    Returns
+    -------
+    dict
+        Tile -> shift to add to x of that tile's geometries to compare them
+        with ``tile``'s (0, or one turn for a tile across the antimeridian,
+        whose rows hold their polygons on the other side of 180°).
+    """
+    out: dict[Tile, float] = {}
+    c0, r0 = tiles.tile_indices(bounds[:, 0], bounds[:, 3])
+    c1, r1 = tiles.tile_indices(bounds[:, 2], bounds[:, 1])
+    ranges = [(c0, c1, 0.0)]
+    w = _wrap_of(tiles.config.tms, tile.z)
+    if w is not None:
+        width, period = w
+        left, right = tiles.bounds(Tile(0, 0, tile.z)).left, tiles.bounds(Tile(width - 1, 0, tile.z)).right
+        over = bounds[:, 2] > right  # reaching past the right end: tiles at the left end
+        under = bounds[:, 0] < left
+        if over.any():
+            a, _ = tiles.tile_indices(np.full(len(bounds), left), bounds[:, 3])
+            b, _ = tiles.tile_indices(bounds[:, 2] - period, bounds[:, 3])
+            ranges.append((np.where(over, a, 1), np.where(over, b, 0), period))
+        if under.any():
+            a, _ = tiles.tile_indices(bounds[:, 0] + period, bounds[:, 3])
+            b, _ = tiles.tile_indices(np.full(len(bounds), right - 1e-9 * period), bounds[:, 3])
+            ranges.append((np.where(under, a, 1), np.where(under, b, 0), -period))
+    for lo, hi, shift in ranges:
+        for i in range(len(bounds)):
+            for x in range(int(lo[i]), int(hi[i]) + 1):  # lo > hi: nothing (a row not reaching across)
+                for y in range(min(r0[i], r1[i]), max(r0[i], r1[i]) + 1):
+                    t = Tile(int(x), int(y), tile.z)
+                    if t != tile:
+                        out.setdefault(t, shift)
+    return out

@@ -67,7 +67,7 @@ from grouputils.errors import (
 )
 from grouputils.antimeridian import pole_points, tms_wrap, unwrap_longitudes
 from grouputils.input_checks import check_feature_count, check_integrity
-from grouputils.placement import place_polygons
+from grouputils.placement import neighbour_tile, place_polygons, tiles_under_bounds
 from grouputils.polygons import polygons_only
 from grouputils.tiles import Tile, Tiles, str_to_tile, tile_from_path, tile_to_str
 
@@ -479,17 +479,17 @@ class TileStager:
         blob = json.dumps([sorted(names), self.config.fingerprint(*FINALIZE_SETTINGS)])
         return _sha(blob, 20)
 
-    @staticmethod
-    def _neighbourhood(tile: Tile, lookup) -> list[str]:
+    def _neighbourhood(self, tile: Tile, lookup) -> list[str]:
         """Part names a staged tile depends on: its own and its 8 neighbours' (by offset).
 
         Duplicate flags of a polygon that crosses into a neighbouring tile
         depend on the polygons there, so a change next door re-finalizes.
+        Where the TMS wraps, the first and last columns are neighbours.
         """
         names = list(lookup(tile))
         for dx, dy in _NEIGHBOURS:
-            if tile.x + dx >= 0 and tile.y + dy >= 0:
-                nb = Tile(tile.x + dx, tile.y + dy, tile.z)
+            nb = neighbour_tile(self.tiles, tile, dx, dy)
+            if nb is not None:
                 names += [f"{dx},{dy}/{n}" for n in lookup(nb)]
         return names
 
@@ -566,14 +566,8 @@ class TileStager:
         extra_geoms: list[np.ndarray] = []
         extra_sources: list[str] = []
         if len(crossing):
-            c0, r0 = self.tiles.tile_indices(b[crossing, 0], b[crossing, 3])
-            c1, r1 = self.tiles.tile_indices(b[crossing, 2], b[crossing, 1])
-            wanted = {
-                Tile(int(x), int(y), tile.z)
-                for i in range(len(crossing))
-                for x in range(min(c0[i], c1[i]), max(c0[i], c1[i]) + 1)
-                for y in range(min(r0[i], r1[i]), max(r0[i], r1[i]) + 1)
-            } - {tile}
+            # neighbours across the antimeridian hold their rows on the other side of 180°: shifted
+            wanted = tiles_under_bounds(self.tiles, tile, b[crossing])
             own_ids = set(table.column("staging_id").to_pylist())
             tree = shapely.STRtree(geoms[crossing])
             for nb in sorted(wanted, key=lambda t: (t.x, t.y)):
@@ -584,6 +578,8 @@ class TileStager:
                     if not keep.any():
                         continue
                     g = shapely.from_wkb(part.column("geometry").to_numpy(zero_copy_only=False))[keep]
+                    if wanted[nb]:
+                        g = shapely.transform(g, lambda xy, s=wanted[nb]: xy + np.array([s, 0.0]))
                     hit = np.unique(tree.query(g, predicate="intersects")[0])
                     if len(hit):
                         extra_geoms.append(g[hit])

@@ -79,10 +79,13 @@ def test_3413_boxes_on_the_antimeridian_land_in_their_real_tiles(chukotka):
     assert result.polygons_written == 3
     assert result.tiles <= 6 and result.rows_written == 6  # two tiles per polygon (they lie in 3 rows)
     assert {x for x, _ in tile_xy(rows)} == {0, width - 1}
-    for _, r in rows.iterrows():  # every part lies on its side of 180°
+    for _, r in rows.iterrows():  # each row holds the whole polygon, on its tile's side of 180°
         b = r.geometry.bounds
         assert b[2] - b[0] < 0.01
-        assert (b[0] >= 179.99) if "x=0," not in r["staging_tile"] else (b[2] <= -179.99)
+        if "x=0," in r["staging_tile"]:
+            assert b[0] < -180 < b[2] < -179.99
+        else:
+            assert 179.99 < b[0] < 180 < b[2]
 
 
 def test_split_polygon_keeps_one_id_one_centroid_flag_and_its_true_area(chukotka):
@@ -98,9 +101,12 @@ def test_split_polygon_keeps_one_id_one_centroid_flag_and_its_true_area(chukotka
         true = geodesic_area(g)
         assert mine["staging_area"].nunique() == 1
         assert mine["staging_area"].iloc[0] == pytest.approx(true, rel=1e-4)
-        # the parts together are the polygon: their ellipsoidal areas add up to it
-        parts = sum(abs(GEOD.geometry_area_perimeter(p)[0]) for p in mine.geometry)
+        # clipped to the world, the rows' geometries are the two parts, which add up to the polygon
+        world = shapely.box(-180, -90, 180, 90)
+        parts = sum(abs(GEOD.geometry_area_perimeter(shapely.intersection(p, world))[0]) for p in mine.geometry)
         assert parts == pytest.approx(true, rel=1e-3)
+        for p in mine.geometry:
+            assert abs(GEOD.geometry_area_perimeter(p)[0]) == pytest.approx(true, rel=1e-3)
         # the centroid is the polygon's (wrapped into -180..180), in the flagged row's tile
         c = shapely.centroid(g)
         lon, lat = TO_LL.transform(c.x, c.y)
@@ -125,7 +131,8 @@ def test_4326_polygon_from_179_9995_to_minus_179_9995_is_split_not_a_band(tmp_pa
     # true area: the 0.001° wide box across 180°, on the ellipsoid
     true = abs(GEOD.polygon_area_perimeter([179.9995, 180.0005, 180.0005, 179.9995], [lat, lat, lat + 2e-4, lat + 2e-4])[0])
     assert rows["staging_area"].iloc[0] == pytest.approx(true, rel=1e-3)
-    assert sum(r.area for r in rows.geometry) == pytest.approx(0.001 * 0.0002, rel=1e-6)
+    world = shapely.box(-180, -90, 180, 90)
+    assert sum(shapely.intersection(r, world).area for r in rows.geometry) == pytest.approx(0.001 * 0.0002, rel=1e-6)
 
 
 def test_polygons_that_only_reach_the_antimeridian_are_not_split(tmp_path):
@@ -174,6 +181,65 @@ def test_split_polygons_are_counted_once_through_dedup_and_rasterization(tmp_pat
     assert json.loads((config.dir_output / "run-summary.json").read_text())["unique_polygons"] == 3
 
 
+def test_duplicate_rule_sees_whole_polygons_on_both_sides_of_180(tmp_path):
+    """Copies overlapping by 45 % are not duplicates, although one side's parts overlap by 90 %."""
+    lat, w, h = 66.5, 0.0004, 0.0002
+
+    def box(west):
+        return shapely.Polygon([(west, lat), (west + w, lat), (west + w, lat + h), (west, lat + h)])
+
+    inp = tmp_path / "in"
+    write(inp / "a.gpkg", [box(179.9998)], "EPSG:4326")  # half on each side
+    b = shapely.transform(box(179.9998 + 0.55 * w), lambda xy: np.where(xy > 180, xy - 360, xy))
+    write(inp / "b.gpkg", [b], "EPSG:4326")  # all east of 180°
+    config = Config(dir_input=inp, dir_output=tmp_path / "out", simplify_tolerance=0)
+    stager = TileStager(config)
+    for p in stager.tiles.get_filenames_from_dir("input"):
+        stager.stage(p)
+    stager.finalize(progress=False)
+    rows = staged_rows(stager)
+    assert not rows["staging_duplicated"].any()
+    assert rows["staging_centroid_within_tile"].sum() == 2
+    # 60 % overlap: a duplicate, flagged in every row of the later file's polygon
+    write(inp / "b.gpkg", [shapely.transform(box(179.9998 + 0.4 * w), lambda xy: np.where(xy > 180, xy - 360, xy))], "EPSG:4326")
+    stager.stage(inp / "b.gpkg")
+    stager.finalize(progress=False)
+    rows = staged_rows(stager)
+    assert rows.groupby("staging_filename")["staging_duplicated"].agg(["all", "any"]).to_dict("index") == {
+        "a.gpkg": {"all": False, "any": False},
+        "b.gpkg": {"all": True, "any": True},
+    }
+
+
+def test_duplicate_flag_is_the_same_in_both_tiles_when_the_other_copy_lies_on_one_side(tmp_path):
+    """The first and last tile columns are neighbours for the duplicate look-around."""
+    lat, w, h = 66.5, 0.0004, 0.0002
+
+    def box(west, east):
+        return shapely.Polygon([(west, lat), (east, lat), (east, lat + h), (west, lat + h)])
+
+    inp = tmp_path / "in"
+    write(inp / "a.gpkg", [box(-179.99999, -179.99959)], "EPSG:4326")  # east of 180° only
+    write(inp / "b.gpkg", [box(179.9999, -179.9997)], "EPSG:4326")  # 1/4 west, 3/4 east; overlap 72 %
+    config = Config(dir_input=inp, dir_output=tmp_path / "out", simplify_tolerance=0)
+    stager = TileStager(config)
+    for p in stager.tiles.get_filenames_from_dir("input"):
+        stager.stage(p)
+    stager.finalize(progress=False)
+    rows = staged_rows(stager)
+    b_rows = rows[rows["staging_filename"] == "b.gpkg"]
+    assert len(b_rows) == 2 and b_rows["staging_duplicated"].all()  # in both tiles, also the one without a.gpkg
+    assert not rows.loc[rows["staging_filename"] == "a.gpkg", "staging_duplicated"].any()
+    # a change across 180° re-finalizes the tile on the other side
+    width = get_tms("WorldCRS84Quad").matrix(13).matrixWidth
+    last = [t for t in stager.committed_tiles() if t.x == width - 1]
+    assert last
+    stager.unstage(inp / "a.gpkg")
+    assert set(last) <= set(stager.tiles_to_finalize())
+    stager.finalize(progress=False)
+    assert not staged_rows(stager)["staging_duplicated"].any()
+
+
 # ------------------------------------------------------------------- poles
 def test_polygon_around_the_north_pole_is_refused_naming_file_and_feature(tmp_path):
     geoms = [box_3413(-148.6, 70.25), shapely.box(-10, -10, 10, 10)]  # fid 2 holds the pole
@@ -220,7 +286,7 @@ def test_guard_refuses_a_polygon_that_would_fan_out_naming_the_feature(chukotka,
         geoms = np.asarray(geoms, dtype=object)
         c = shapely.centroid(geoms)
         n = len(geoms)
-        return geoms, np.arange(n), shapely.get_x(c), shapely.get_y(c), np.ones(n, dtype=bool)
+        return geoms, geoms, np.arange(n), shapely.get_x(c), shapely.get_y(c), np.ones(n, dtype=bool)
 
     monkeypatch.setattr("grouputils.placement.split_at_antimeridian", no_split)
     stager, path, _ = chukotka
