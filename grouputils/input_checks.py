@@ -80,21 +80,31 @@ def check_integrity(path: str | Path) -> None:
         raise InputError(path, f"cannot be read ({e.strerror or e})") from e
     if head != _SQLITE_MAGIC:
         return
-    uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
-        con = sqlite3.connect(uri, uri=True)
-    except sqlite3.Error as e:
-        raise InputError(path, f"cannot be opened as an SQLite database ({e})") from e
-    try:
-        rows = con.execute("PRAGMA quick_check(20)").fetchall()
+        rows = _quick_check(f"{path.resolve().as_uri()}?mode=ro")
+    except sqlite3.OperationalError as e:
+        if "malformed" in str(e) or "not a database" in str(e):
+            raise InputError(path, f"is damaged: SQLite reports '{e}'; nothing of it was staged") from e
+        # e.g. a WAL-mode file in a read-only folder (its -shm cannot be made):
+        # read it as immutable, which needs no lock and no side file
+        try:
+            rows = _quick_check(f"{path.resolve().as_uri()}?mode=ro&immutable=1")
+        except sqlite3.Error as e2:
+            raise InputError(path, f"cannot be checked by SQLite ({e2})") from e2
     except sqlite3.Error as e:
         raise InputError(path, f"is damaged: SQLite reports '{e}'; nothing of it was staged") from e
-    finally:
-        con.close()
     problems = [str(r[0]) for r in rows]
     if problems != ["ok"]:
         shown = "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else "")
         raise InputError(path, f"is damaged: SQLite quick_check reports {shown}; nothing of it was staged")
+
+
+def _quick_check(uri: str) -> list[tuple]:
+    con = sqlite3.connect(uri, uri=True)
+    try:
+        return con.execute("PRAGMA quick_check(20)").fetchall()
+    finally:
+        con.close()
 
 
 def check_feature_count(path: str | Path, layer: str, declared: int | None, read: int) -> None:

@@ -116,6 +116,22 @@ def test_quick_check_never_writes_to_the_input(good_gpkg):
         good_gpkg.chmod(0o644)
 
 
+def test_quick_check_passes_a_wal_mode_geopackage(good_gpkg):
+    import sqlite3
+
+    con = sqlite3.connect(good_gpkg)
+    assert con.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    con.close()
+    check_integrity(good_gpkg)
+
+
+def test_a_file_that_only_looks_like_sqlite_is_refused_naming_it(tmp_path):
+    fake = tmp_path / "fake.gpkg"
+    fake.write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)
+    with pytest.raises(InputError, match=r"fake\.gpkg: (is damaged|cannot be checked)"):
+        check_integrity(fake)
+
+
 def test_feature_count_mismatch_names_file_layer_and_counts():
     with pytest.raises(InputError, match=r"a\.gpkg: layer 'iwp' declares 1453 features but 442"):
         check_feature_count(Path("a.gpkg"), "iwp", 1453, 442)
