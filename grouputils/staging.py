@@ -3,10 +3,15 @@
 Staging is a *map* step followed by a *reduce* step:
 
 ``TileStager.stage(path)`` (map, one input file, any worker)
-    reads the file in chunks (pyogrio, Arrow), assigns the default CRS if the
-    file has none (with a warning), repairs invalid polygons and drops
-    non-polygons (counted, with a warning), simplifies in a local equal-area
-    projection, computes the ``staging_*`` properties, assigns every polygon to
+    refuses a damaged file whole (:mod:`grouputils.input_checks`: SQLite
+    ``quick_check``, then features read against the layer's count), reads the
+    file in chunks (pyogrio, Arrow), assigns the default CRS if the
+    file has none (with a warning), repairs invalid polygons, keeps the
+    polygonal part of GeometryCollections and drops non-polygons (counted,
+    with a warning; :mod:`grouputils.polygons`), simplifies in a local
+    equal-area projection, computes the ``staging_*`` properties, splits
+    polygons at the antimeridian and refuses ones around a pole or fanning out
+    over far too many tiles (:mod:`grouputils.placement`), assigns every polygon to
     every tile its geometry intersects (and to its centroid's tile), and writes
     one *part* per (input file, tile, chunk) under ``staging-parts/``. Nothing is
     ever appended: every part has its own name, written to a temporary file
@@ -266,7 +271,12 @@ class TileStager:
         Raises
         ------
         InputError
-            Missing, unreadable, empty or polygon-free input; no matching layer.
+            Missing, unreadable, damaged (SQLite ``quick_check`` fails, or fewer
+            features read than the layer declares), empty or polygon-free
+            input; no matching layer; a polygon around a pole the TMS cannot
+            hold, or one that would touch far more tiles than its size allows
+            (the features are named). Nothing of the file is staged then, and
+            an earlier staging of it is kept.
         OutputError
             The output folder cannot be written.
         """
