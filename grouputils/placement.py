@@ -94,7 +94,7 @@ def place_polygons(
         if polar.any():
             raise InputError(
                 path,
-                f"feature(s) with fid {_fid_list(fids, polar)} enclose a pole, which the tile matrix set "
+                f"feature(s) with fid {_fid_list(fids, polar)} enclose or touch a pole, which the tile matrix set "
                 f"{tiles.config.tms} cannot hold (the polygon would cover every tile of the top or bottom row); "
                 "remove them or use a polar tile matrix set; nothing of the file was staged",
             )
