@@ -67,7 +67,9 @@ start_munge() {
     chmod 400 "$key"
     mkdir -p /run/munge /var/lib/munge /var/log/munge
     chown munge:munge /run/munge /var/lib/munge /var/log/munge
-    runuser -u munge -- /usr/sbin/munged --pid-file="$DIR/run/munged.pid" 2>>"$DIR/log/munged.log"
+    mkdir -p "$DIR/munge"
+    chown munge:munge "$DIR/munge"  # munged writes its pid file as the munge user
+    runuser -u munge -- /usr/sbin/munged --pid-file="$DIR/munge/munged.pid" 2>>"$DIR/log/munged.log"
     for _ in $(seq 50); do
         munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
         sleep 0.1
@@ -155,17 +157,18 @@ start() {
 }
 
 stop() {
-    local f
+    local f pid pids=()
     if [ -e "$CONF" ]; then
         SLURM_CONF="$CONF" scancel --quiet --partition=debug 2>/dev/null || true
     fi
-    for f in "$DIR"/run/slurmd-*.pid "$DIR"/run/slurmctld.pid "$DIR"/run/munged.pid; do
+    # only the daemons this script started (their pid files), never by name
+    for f in "$DIR"/run/slurmd-*.pid "$DIR"/run/slurmctld.pid "$DIR"/munge/munged.pid; do
         [ -s "$f" ] || continue
-        kill "$(cat "$f")" 2>/dev/null || true
+        pid="$(cat "$f")"
+        kill "$pid" 2>/dev/null && pids+=("$pid")
     done
-    for f in "$DIR"/run/*.pid; do
-        [ -s "$f" ] || continue
-        for _ in $(seq 50); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     done
     if [ -L "$ETC_CONF" ] && [ "$(readlink "$ETC_CONF")" = "$CONF" ]; then
         rm -f "$ETC_CONF"
