@@ -54,8 +54,8 @@ def slurm_cluster() -> dict[str, str]:
         _script("stop")
 
 
-def write_cluster_toml(path: Path, **slurm: object) -> Path:
-    """A config file with a ``[slurm]`` table for the local cluster (two blocks of one node)."""
+def write_cluster_toml(path: Path, settings: dict[str, object] | None = None, **slurm: object) -> Path:
+    """A config file with ``settings`` and a ``[slurm]`` table for the local cluster (two blocks of one node)."""
     table = {
         "partition": "debug",
         "nodes_per_block": 1,
@@ -65,7 +65,8 @@ def write_cluster_toml(path: Path, **slurm: object) -> Path:
         "max_blocks": 2,
         **slurm,
     }
-    lines = ["[slurm]"] + [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+    lines = [f"{k} = {json.dumps(v)}" for k, v in (settings or {}).items()]
+    lines += ["[slurm]"] + [f"{k} = {json.dumps(v)}" for k, v in table.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -108,18 +109,25 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The samples through ``grouputils run --executor slurm`` on two single-node blocks."""
+    """The samples through ``grouputils run --executor slurm`` on two single-node blocks.
+
+    Outputs go through node-local scratch, one folder per node (``$SLURMD_NODENAME``
+    is expanded on the worker).
+    """
     base = tmp_path_factory.mktemp("slurm")
     marker = f"worker-init-ran-{os.getpid()}"
     toml = write_cluster_toml(
-        base / "cluster.toml", account="iwp-test", worker_init=f"export IWP_MARK={marker}; echo $IWP_MARK"
+        base / "cluster.toml",
+        {"scratch_dir": str(base / "scratch-$SLURMD_NODENAME")},
+        account="iwp-test",
+        worker_init=f"export IWP_MARK={marker}; echo $IWP_MARK",
     )
     code, log = finish(grouputils_run(base / "out", toml, slurm_cluster))
     assert code == 0, log[-3000:]
     return base / "out", marker
 
 
-def test_a_slurm_run_on_two_single_node_blocks_equals_a_serial_run(
+def test_a_slurm_run_on_two_single_node_blocks_through_local_scratch_equals_a_serial_run(
     slurm_run: tuple[Path, str], reference: Path
 ) -> None:
     out, _ = slurm_run
@@ -131,6 +139,9 @@ def test_a_slurm_run_on_two_single_node_blocks_equals_a_serial_run(
         assert any("Completed executor task" in p.read_text() for p in logs), block
     assert_same_outputs(reference, out)
     assert_no_partial_files(out)
+    # every node wrote through its own local scratch folder, and left it empty
+    scratch = {p.name: list((p / "grouputils-scratch").iterdir()) for p in out.parent.glob("scratch-*")}
+    assert scratch == {"scratch-n1": [], "scratch-n2": []}
 
 
 def test_the_slurm_table_reaches_the_job_script_and_the_scheduler(
