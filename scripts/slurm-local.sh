@@ -50,8 +50,10 @@ install() {
         exit 2
     fi
     say "installing ${PACKAGES[*]} (apt-get, about 35 s)..."
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${PACKAGES[@]}" >/dev/null; }; then
+        say "apt-get could not install ${PACKAGES[*]} (offline? no such packages?)"
+        exit 2
+    fi
 }
 
 start_munge() {
