@@ -8,7 +8,8 @@ three ways, each from scratch in a fresh output folder:
   then copied to a temporary name in the output folder and renamed;
 * ``scratch+inputs``: also reads each input from a local copy.
 
-For each it prints the wall time (a run without tracing) and, from a second
+For each it prints the wall time (median of ``--repeat`` runs without
+tracing, the modes interleaved) and, from a second
 run under ``strace -f``, the system calls that touch the output folder (by
 path, or by a file descriptor open on it), split into opens, reads, writes,
 seeks/locks/syncs and metadata (stat, rename, unlink, mkdir...). The counts
@@ -18,7 +19,7 @@ copy, not the saving a slow shared file system gives.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_scratch.py [--input DIR] [--no-strace]
+    .venv/bin/python benchmarks/bench_scratch.py [--input DIR] [--no-strace] [--repeat N]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import collections
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,15 +92,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, default=None, help="input folder (default: data-samples)")
     parser.add_argument("--no-strace", action="store_true", help="times only")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs per mode, interleaved (median shown)")
     args = parser.parse_args()
     inputs = args.input or Path(__file__).resolve().parents[1] / "data-samples"
     use_strace = not args.no_strace and shutil.which("strace") is not None
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scratch-") as tmp:
         base = Path(tmp)
+        walls: dict[str, list[float]] = {m: [] for m in MODES}
+        for r in range(args.repeat):  # interleaved, so a neighbour's load hits every mode alike
+            for mode in MODES:
+                out = base / f"out-{mode}-{r}"
+                walls[mode].append(run_child(inputs, out, mode, base / f"local-{mode}", None))
+                shutil.rmtree(out)
         for mode in MODES:
             local = base / f"local-{mode}"
-            wall = run_child(inputs, base / f"out-{mode}", mode, local, None)
+            wall = statistics.median(walls[mode])
             ops: collections.Counter = collections.Counter()
             if use_strace:
                 out = base / f"traced-{mode}"
