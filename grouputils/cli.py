@@ -12,6 +12,7 @@ Examples
     grouputils sample /scratch/iwp-course --scale course
     grouputils run data-samples group-project --workers 2
     grouputils run /scratch/iwp /scratch/iwp-out --executor slurm --config cluster.toml
+    grouputils plan /scratch/iwp --nodes 4 --cores-per-node 64 --files 26530 --mean-size-mb 400
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from grouputils.errors import GroupUtilsError
 
-__all__ = ["build_parser", "cmd_sample", "cmd_run", "main"]
+__all__ = ["build_parser", "cmd_sample", "cmd_run", "cmd_plan", "main"]
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_sample(sub)
     _add_run(sub)
+    _add_plan(sub)
     return parser
 
 
@@ -124,6 +126,51 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blocks", type=_positive_int, default=1, help=argparse.SUPPRESS)  # multi-node simulation
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
+
+
+def _add_plan(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="time a few inputs and project time, node-hours, memory and output of a whole run",
+        description=(
+            "Run the pipeline serially on a few files of INPUT_DIR spanning its size range (in a "
+            "temporary folder; nothing else is written), fit seconds, peak memory and output against "
+            "input size, and print serial time, wall time and node-hours on NODES x CORES, memory per "
+            "worker, safe workers per node, output size and file count, with the fit's uncertainty."
+        ),
+    )
+    p.add_argument("input_dir", type=Path, metavar="INPUT_DIR")
+    p.add_argument("--sample", type=_positive_int, default=4, metavar="N", help="files to time (default 4)")
+    p.add_argument("--nodes", type=_positive_int, default=None, help="nodes (default: [slurm] table, else 1)")
+    p.add_argument("--cores-per-node", type=_positive_int, default=None, metavar="C", help="cores per node")
+    p.add_argument("--node-memory-gb", type=float, default=None, metavar="GB", help="memory per node")
+    p.add_argument("--files", type=_positive_int, default=None, metavar="N", help="project N files instead")
+    p.add_argument("--mean-size-mb", type=float, default=None, metavar="MB", help="mean input size to project")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE", help="TOML file of settings (and [slurm])")
+    p.set_defaults(func=cmd_plan)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``grouputils plan``: time a sample of inputs and print the projected run."""
+    from grouputils.plan import format_projection
+    from grouputils.plan_timing import plan_run
+
+    result = plan_run(
+        args.input_dir, sample=args.sample, nodes=args.nodes, cores_per_node=args.cores_per_node,
+        config_file=args.config, n_files=args.files, mean_size_mb=args.mean_size_mb,
+        node_memory_mb=None if args.node_memory_gb is None else args.node_memory_gb * 1e3,
+    )
+    print(f"{'timed file':40s} {'MB':>8s} {'seconds':>8s} {'peak MB':>8s} {'out MB':>8s} {'out files':>9s}")
+    for t in result.timings:
+        print(
+            f"{t.path.name:40s} {t.input_bytes / 1e6:8.2f} {t.seconds:8.2f} {t.peak_mb:8.0f} "
+            f"{t.output_bytes / 1e6:8.2f} {t.output_files:9d}"
+        )
+    fit = result.fits["seconds"]
+    print(f"fit: seconds = {fit.intercept:.2f} + {fit.slope * 1e6:.3f} per MB ({fit.n} files)")
+    print()
+    print(format_projection(result.projection))
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:

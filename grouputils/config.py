@@ -169,6 +169,13 @@ class Config:
         Width and height of every raster tile in pixels.
     max_workers : int, optional
         An instructor's cap on workers; ``GROUPUTILS_MAX_WORKERS`` also caps.
+    scratch_dir : str, optional
+        Node-local folder (e.g. ``"$TMPDIR"`` or ``"/tmp"``, expanded on each
+        worker) where every output is written first and then copied and
+        renamed into the output folder (:mod:`grouputils.scratch`). Outputs
+        do not depend on it.
+    scratch_inputs : bool
+        With ``scratch_dir``, also read each input from a local copy.
     """
 
     dir_input: Path
@@ -184,6 +191,8 @@ class Config:
     statistics: tuple[Statistic, ...] = DEFAULT_STATISTICS
     tile_size: int = 256
     max_workers: int | None = None
+    scratch_dir: str | None = None
+    scratch_inputs: bool = False
     extra: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -322,7 +331,7 @@ class Config:
         Paths are left out, so moving a project does not invalidate outputs.
         """
         d = self.to_dict()
-        for k in ("dir_input", "dir_output", "max_workers"):
+        for k in ("dir_input", "dir_output", "max_workers", "scratch_dir", "scratch_inputs"):
             d.pop(k)
         if keys:
             d = {k: d[k] for k in keys}

@@ -562,6 +562,9 @@ def slurm_config(
     config: Config | None = None,
     strategy_period: float = 0.5,
     label: str = "htex_slurm",
+    retries: int = 2,
+    heartbeat_period: int = 30,
+    heartbeat_threshold: int = 120,
 ) -> "parsl.config.Config":
     """A fresh Parsl configuration that runs workers on SLURM compute nodes.
 
@@ -613,6 +616,15 @@ def slurm_config(
         Seconds between Parsl's scaling checks.
     label : str
         Executor label.
+    retries : int
+        Times Parsl resubmits a task whose worker was lost (a block ended by
+        its walltime, ``scancel`` or a node failure). Pipeline tasks catch
+        their own errors and write through temporary names, so a rerun task
+        can only redo lost work; it runs on another block (Parsl submits a new
+        one while tasks wait and ``max_blocks`` allows).
+    heartbeat_period, heartbeat_threshold : int
+        Seconds between worker heartbeats, and without one before a block's
+        workers count as lost and their tasks are retried (Parsl's defaults).
 
     Returns
     -------
@@ -658,6 +670,8 @@ def slurm_config(
         label=label,
         max_workers_per_node=n,
         address=address,
+        heartbeat_period=_check_positive_int(heartbeat_period, "heartbeat_period"),
+        heartbeat_threshold=_check_positive_int(heartbeat_threshold, "heartbeat_threshold"),
         launch_cmd=_worker_launch_cmd(python),
         interchange_launch_cmd=_interchange_cmd(sys.executable),
         provider=SlurmProvider(
@@ -680,6 +694,7 @@ def slurm_config(
         executors=[executor],
         run_dir=str(run_dir.expanduser().resolve()),
         strategy_period=strategy_period,
+        retries=max(0, int(retries)),
     )
 
 

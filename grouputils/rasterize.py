@@ -106,7 +106,8 @@ from rasterio.errors import RasterioIOError
 from rasterio.transform import from_bounds
 from tqdm.auto import tqdm
 
-from grouputils.atomic import atomic_path, write_text_atomic
+from grouputils.atomic import write_text_atomic
+from grouputils.scratch import output_path
 from grouputils.config import Config, Statistic
 from grouputils.errors import InputError
 from grouputils.staging import read_staged_tile
@@ -618,7 +619,7 @@ def write_geotiff(
     stats = config.statistics
     if values.shape != (len(stats), config.tile_size, config.tile_size):
         raise ValueError(f"values must have shape {(len(stats), config.tile_size, config.tile_size)}")
-    with atomic_path(path) as tmp:
+    with output_path(path, config.scratch_dir) as tmp:
         with rasterio.open(tmp, "w", **_profile(tile, tiles, len(stats))) as dst:
             dst.write(values)
             dst.update_tags(
@@ -932,7 +933,7 @@ class RasterTiler:
         out = []
         for band, stat in zip(values, self.config.statistics):
             dest = self.tiles.path("web_tiles", tile, statistic=stat.name)
-            out.append(write_webtile(dest, band, stat, tile.z, self.config.z))
+            out.append(write_webtile(dest, band, stat, tile.z, self.config.z, scratch_dir=self.config.scratch_dir))
         return out
 
     def write_legends(self) -> list[Path]:

@@ -59,7 +59,8 @@ import pyproj
 import shapely
 from tqdm.auto import tqdm
 
-from grouputils.atomic import atomic_path, write_json_atomic, write_text_atomic
+from grouputils.atomic import write_json_atomic, write_text_atomic
+from grouputils.scratch import local_input, output_path
 from grouputils.config import Config
 from grouputils.dedup import duplicate_flags
 from grouputils.errors import (
@@ -304,11 +305,13 @@ class TileStager:
         tiles_written: dict[str, dict[str, Any]] = {}
         written: list[Path] = []
         try:
-            for chunk_no, batch in enumerate(_read_batches(path, layer, self.config.chunk_size)):
-                table, c = proc.process(batch)
-                for k in c:
-                    counts[k] += c[k]
-                written.extend(self._write_parts(table, key, token, chunk_no, tiles_written))
+            scratch = self.config.scratch_dir if self.config.scratch_inputs else None
+            with local_input(path, scratch) as src:
+                for chunk_no, batch in enumerate(_read_batches(src, layer, self.config.chunk_size)):
+                    table, c = proc.process(batch)
+                    for k in c:
+                        counts[k] += c[k]
+                    written.extend(self._write_parts(table, key, token, chunk_no, tiles_written))
             check_feature_count(path, layer, info.get("features"), counts["read"])
             if counts["read"] == 0:
                 raise InputError(path, f"layer {layer!r} has no features")
@@ -396,7 +399,7 @@ class TileStager:
         for s, e in zip(starts, ends):
             tile = Tile(int(tx[s]), int(ty[s]), self.config.z)
             dest = self._tile_parts_dir(tile) / name
-            with atomic_path(dest) as tmp:
+            with output_path(dest, self.config.scratch_dir) as tmp:
                 pq.write_table(table.slice(s, e - s), tmp, compression="none")
             out.append(dest)
             entry = tiles_written.setdefault(f"{tile.x}/{tile.y}", {"parts": [], "rows": 0, "centroids": 0})
@@ -553,7 +556,7 @@ class TileStager:
         tids = table.column("_gtype").to_numpy()
         table = table.drop_columns([_SOURCE, _FID, "_gtype"])
         fingerprint = self._parts_fingerprint(neighbourhood)
-        with atomic_path(dest) as tmp:
+        with output_path(dest, self.config.scratch_dir) as tmp:
             meta = {_META_KEY: fingerprint, "grouputils_tile": tile_to_str(tile)}
             _write_gpkg(table, tmp, _tms_crs(self.tiles), meta, tids)
         return {"tile": tile, "rows": table.num_rows, "duplicates": int(flags.sum()), "path": dest}

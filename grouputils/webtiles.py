@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from grouputils.atomic import atomic_path
+from grouputils.scratch import output_path
 from grouputils.config import Statistic
 from grouputils.errors import ConfigError
 
@@ -138,7 +139,9 @@ def colorize(values: np.ndarray, statistic: Statistic, z: int, z_max: int) -> np
     return rgba
 
 
-def write_webtile(path: str | Path, values: np.ndarray, statistic: Statistic, z: int, z_max: int) -> Path:
+def write_webtile(
+    path: str | Path, values: np.ndarray, statistic: Statistic, z: int, z_max: int, *, scratch_dir: str | None = None
+) -> Path:
     """Colour a band and write it as a PNG, atomically.
 
     Parameters
@@ -151,6 +154,8 @@ def write_webtile(path: str | Path, values: np.ndarray, statistic: Statistic, z:
         Palette and value range.
     z, z_max : int
         The tile's zoom and the top zoom.
+    scratch_dir : str, optional
+        Write on this node-local folder first (:func:`grouputils.scratch.output_path`).
 
     Returns
     -------
@@ -159,7 +164,7 @@ def write_webtile(path: str | Path, values: np.ndarray, statistic: Statistic, z:
     """
     path = Path(path)
     image = Image.fromarray(colorize(values, statistic, z, z_max), mode="RGBA")
-    with atomic_path(path) as tmp:
+    with output_path(path, scratch_dir) as tmp:
         image.save(tmp, format="PNG", compress_level=6)
     return path
 
