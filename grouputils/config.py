@@ -32,9 +32,9 @@ import morecantile
 from pydantic import Field, StrictStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
-from grouputils.config_slurm import SlurmSettings, slurm_settings
+from grouputils.config_slurm import SlurmSettings, slurm_problems, slurm_settings
 from grouputils.errors import ConfigError
-from grouputils.validation import config_error, unknown_keys_message
+from grouputils.validation import config_error, join_problems, problems, unknown_keys_message
 
 __all__ = [
     "Statistic",
@@ -512,16 +512,22 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({e})") from e
     slurm = data.pop("slurm", None)
     known = {"": [*FILE_SETTINGS, "slurm"], "[[statistics]]": [f.name for f in dataclasses.fields(Statistic)]}
-    if "extra" in data:
-        raise ConfigError(f"{path}: {unknown_keys_message('', ['extra'], known[''])}")
+    lines: list[str] = []
+    if "extra" in data:  # a Config field for Python callers, not a setting of a file
+        del data["extra"]
+        lines.append(unknown_keys_message("", ["extra"], known[""]))
     raw = {"dir_input": Path("."), **data}
     init = Config.__init__.__wrapped__  # type: ignore[attr-defined]  # pydantic's, to word errors with the file
     checked = object.__new__(Config)
     try:
         init(checked, **raw)
     except ValidationError as e:
-        raise config_error(e, source=path, raw=raw, known=known) from None
+        lines += problems(e, raw=raw, known=known)
+    slurm_kwargs, slurm_lines = slurm_problems(slurm) if slurm is not None else ({}, [])
+    lines += slurm_lines
+    if lines:
+        raise join_problems(path, lines)
     out: dict[str, Any] = {key: getattr(checked, key) for key in data}
     if slurm is not None:
-        out["slurm"] = slurm_settings(slurm, source=path)
+        out["slurm"] = slurm_kwargs
     return out

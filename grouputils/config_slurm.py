@@ -14,10 +14,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, model_validator
 
-from grouputils.errors import ConfigError
-from grouputils.validation import config_error
+from grouputils.validation import join_problems, problems
 
-__all__ = ["SlurmSettings", "slurm_settings", "WALLTIME"]
+__all__ = ["SlurmSettings", "slurm_settings", "slurm_problems", "WALLTIME"]
 
 #: SLURM's time formats: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
 WALLTIME = r"^(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})$"
@@ -80,6 +79,34 @@ class SlurmSettings(BaseModel):
         return self
 
 
+def slurm_problems(table: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """Check a ``[slurm]`` table: the keys it sets (when valid) and its problems, one line each.
+
+    Parameters
+    ----------
+    table : mapping or None
+        The table as read from TOML (or given in Python).
+
+    Returns
+    -------
+    tuple of (dict, list of str)
+        The keys the table sets (empty when it has problems) and the problems.
+    """
+    if table is None or (isinstance(table, Mapping) and "partition" not in table):
+        return {}, [
+            "executor 'slurm' needs a [slurm] table in the --config file with at least "
+            'partition = "<name>" (and usually account, nodes_per_block, walltime, worker_init)'
+        ]
+    if not isinstance(table, Mapping):
+        return {}, [f"[slurm] must be a table (key = value lines under [slurm]), got {table!r}"]
+    try:
+        model = SlurmSettings(**table)
+    except ValidationError as e:
+        known = {"[slurm]": list(SlurmSettings.model_fields)}
+        return {}, problems(e, raw=dict(table), known=known, table="[slurm]")
+    return model.model_dump(exclude_unset=True), []
+
+
 def slurm_settings(table: Mapping[str, Any] | None, *, source: str | Path | None = None) -> dict[str, Any]:
     """Check a ``[slurm]`` table; return the keys it sets as arguments of ``slurm_config``.
 
@@ -101,17 +128,7 @@ def slurm_settings(table: Mapping[str, Any] | None, *, source: str | Path | None
         No table, no ``partition``, an unknown key or a wrong value; the
         message names the file and the keys.
     """
-    prefix = f"{source}: " if source else ""
-    if table is None or (isinstance(table, Mapping) and "partition" not in table):
-        raise ConfigError(
-            f"{prefix}executor 'slurm' needs a [slurm] table in the --config file with at least "
-            'partition = "<name>" (and usually account, nodes_per_block, walltime, worker_init)'
-        )
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{prefix}[slurm] must be a table (key = value lines under [slurm]), got {table!r}")
-    try:
-        model = SlurmSettings(**table)
-    except ValidationError as e:
-        known = {"[slurm]": list(SlurmSettings.model_fields)}
-        raise config_error(e, source=source, raw=dict(table), known=known, table="[slurm]") from None
-    return model.model_dump(exclude_unset=True)
+    settings, lines = slurm_problems(table)
+    if lines:
+        raise join_problems(source, lines)
+    return settings

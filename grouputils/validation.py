@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from grouputils.errors import ConfigError
 
-__all__ = ["config_error", "unknown_keys_message"]
+__all__ = ["config_error", "problems", "join_problems", "unknown_keys_message"]
 
 _UNKNOWN = ("unexpected_keyword_argument", "extra_forbidden")
 _MISSING = ("missing_argument", "missing", "missing_keyword_only_argument")
@@ -47,9 +47,9 @@ def unknown_keys_message(where: str, unknown: Iterable[str], known: Iterable[str
     for key in unknown:
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         if close:
-            hints.append(f"{close[0]!r} for {key!r}")
+            hints.append(f"{close[0]!r}" if len(unknown) == 1 else f"{close[0]!r} for {key!r}")
     head = f"{where} has unknown settings {unknown}" if where else f"unknown settings {unknown}"
-    hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
     return f"{head}{hint}; known settings are {known}"
 
 
@@ -107,23 +107,19 @@ def _phrase(err: Mapping[str, Any], key: str) -> str:
     return line
 
 
-def config_error(
+def problems(
     exc: ValidationError,
     *,
-    source: str | Path | None,
     raw: Mapping[str, Any] | None = None,
     known: Mapping[str, Iterable[str]] | None = None,
     table: str = "",
-) -> ConfigError:
-    """One :class:`ConfigError` listing every problem pydantic found.
+) -> list[str]:
+    """Every problem pydantic found, one line each, unknown keys first.
 
     Parameters
     ----------
     exc : pydantic.ValidationError
         The errors.
-    source : str or Path or None
-        The config file, or the name of the class built in Python; ``None``
-        leaves the message without a source (the caller adds one).
     raw : mapping, optional
         The settings as given (to name ``[[statistics]]`` tables by their name).
     known : mapping, optional
@@ -134,25 +130,69 @@ def config_error(
 
     Returns
     -------
-    ConfigError
-        To be raised ``from None``: the message says everything.
+    list of str
     """
     raw = raw or {}
     known = known or {}
     unknown: dict[str, list[str]] = {}
-    problems: list[str] = []
+    lines: list[str] = []
     for err in exc.errors(include_url=False):
         where, loc = _split(err["loc"], raw, table)
         if err["type"] in _UNKNOWN and len(loc) == 1:
             unknown.setdefault(where, []).append(str(loc[0]))
             continue
         line = _phrase(err, _key(loc))
-        problems.append(f"{where}: {line}" if where else line)
-    for where, keys in unknown.items():
+        lines.append(f"{where}: {line}" if where else line)
+    for where, keys in reversed(unknown.items()):
         family = "[[statistics]]" if where.startswith("[[statistics]]") else where
-        problems.insert(0, unknown_keys_message(where, keys, known.get(family, ())))
+        lines.insert(0, unknown_keys_message(where, keys, known.get(family, ())))
+    return lines
+
+
+def join_problems(source: str | Path | None, lines: Sequence[str]) -> ConfigError:
+    """One :class:`ConfigError`: ``"<source>: <problem>"``, or a list when there are several.
+
+    Parameters
+    ----------
+    source : str or Path or None
+        The config file or class; ``None`` leaves the message without a source.
+    lines : sequence of str
+        The problems.
+
+    Returns
+    -------
+    ConfigError
+    """
     prefix = f"{source}: " if source else ""
-    if len(problems) == 1:
-        return ConfigError(f"{prefix}{problems[0]}")
-    lines = "".join(f"\n  - {p}" for p in problems)
-    return ConfigError(f"{prefix}{len(problems)} settings are invalid:{lines}")
+    if len(lines) == 1:
+        return ConfigError(f"{prefix}{lines[0]}")
+    listed = "".join(f"\n  - {p}" for p in lines)
+    return ConfigError(f"{prefix}{len(lines)} settings are invalid:{listed}")
+
+
+def config_error(
+    exc: ValidationError,
+    *,
+    source: str | Path | None,
+    raw: Mapping[str, Any] | None = None,
+    known: Mapping[str, Iterable[str]] | None = None,
+    table: str = "",
+) -> ConfigError:
+    """One :class:`ConfigError` listing every problem pydantic found (see :func:`problems`).
+
+    Parameters
+    ----------
+    exc : pydantic.ValidationError
+        The errors.
+    source : str or Path or None
+        The config file, or the name of the class built in Python; ``None``
+        leaves the message without a source (the caller adds one).
+    raw, known, table
+        As for :func:`problems`.
+
+    Returns
+    -------
+    ConfigError
+        To be raised ``from None``: the message says everything.
+    """
+    return join_problems(source, problems(exc, raw=raw, known=known, table=table))
