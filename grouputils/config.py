@@ -26,10 +26,17 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import morecantile
-from pydantic import Field, StrictStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.dataclasses import dataclass
 
 from grouputils.config_slurm import SlurmSettings, slurm_problems, slurm_settings
@@ -37,11 +44,11 @@ from grouputils.errors import ConfigError
 from grouputils.validation import config_error, join_problems, problems, unknown_keys_message
 
 __all__ = [
-    "Statistic",
-    "Config",
-    "SlurmSettings",
     "DEFAULT_STATISTICS",
     "STATISTIC_NAME",
+    "Config",
+    "SlurmSettings",
+    "Statistic",
     "load_config_file",
     "slurm_settings",
 ]
@@ -58,7 +65,7 @@ _FORBID = {"extra": "forbid"}
 
 
 def _friendly_errors(cls: type) -> type:
-    """Make ``cls(...)`` raise :class:`ConfigError` (naming each key) instead of pydantic's error."""
+    """Make ``cls(...)`` raise :class:`ConfigError` (naming each key), not pydantic's error."""
     init = cls.__init__
     names = [f.name for f in dataclasses.fields(cls)]
     known = {"": names, "[[statistics]]": [f.name for f in dataclasses.fields(Statistic)]}
@@ -115,32 +122,33 @@ class Statistic:
     name: Annotated[
         StrictStr,
         Field(
-            description="Band name in the GeoTIFFs and folder name of its web tiles: 1 to 64 letters, digits, "
-            "'_' or '-'.",
+            description="Band name in the GeoTIFFs and folder name of its web tiles: 1 to 64 "
+            "letters, digits, '_' or '-'.",
             json_schema_extra={"pattern": STATISTIC_NAME},
         ),
     ]
     weight_by: Annotated[
         WeightBy,
         Field(
-            description="What each polygon contributes to a pixel: 'count' adds 1 at the pixel holding its "
-            "centroid; 'coverage' is the fraction of the pixel's area covered by the union of the polygons "
-            "(0..1); 'attribute' takes the numeric input column named by attribute at the pixel holding "
-            "the centroid."
+            description="What each polygon contributes to a pixel: 'count' adds 1 at the pixel "
+            "holding its centroid; 'coverage' is the fraction of the pixel's area "
+            "covered by the union of the polygons (0..1); 'attribute' takes the "
+            "numeric input column named by attribute at the pixel holding the "
+            "centroid."
         ),
     ]
     aggregate: Annotated[
         Aggregate,
         Field(
-            description="How several polygons' values combine within one pixel (ignored for 'coverage', "
-            "which is always the union's fraction)."
+            description="How several polygons' values combine within one pixel (ignored for "
+            "'coverage', which is always the union's fraction)."
         ),
     ] = "sum"
     resampling: Annotated[
         Resampling,
         Field(
-            description="How four child pixels combine into one parent pixel in the pyramid: 'sum' for "
-            "counts, 'mean' for proportions and averages."
+            description="How four child pixels combine into one parent pixel in the pyramid: "
+            "'sum' for counts, 'mean' for proportions and averages."
         ),
     ] = "sum"
     palette: Annotated[
@@ -150,16 +158,21 @@ class Statistic:
     value_range: Annotated[
         tuple[FiniteFloat, FiniteFloat],
         Field(
-            description="Values mapped to the ends of the palette at the highest zoom level, low first. For "
-            "resampling 'sum' the range is multiplied by 4 for each level up the pyramid, so one colour "
-            "means one density at every zoom level."
+            description="Values mapped to the ends of the palette at the highest zoom level, low "
+            "first. For resampling 'sum' the range is multiplied by 4 for each level "
+            "up the pyramid, so one colour means one density at every zoom level."
         ),
     ] = (0.0, 1.0)
     attribute: Annotated[
         StrictStr | None,
-        Field(description="The numeric input column read when weight_by is 'attribute'; every input must have it."),
+        Field(
+            description="The numeric input column read when weight_by is 'attribute'; every input "
+            "must have it."
+        ),
     ] = None
-    description: Annotated[StrictStr, Field(description="Words for legends, band metadata and the STAC catalogue.")] = ""
+    description: Annotated[
+        StrictStr, Field(description="Words for legends, band metadata and the STAC catalogue.")
+    ] = ""
     unit: Annotated[StrictStr, Field(description="Unit of the values, for legends.")] = ""
 
     @field_validator("name")
@@ -167,7 +180,8 @@ class Statistic:
     def _check_name(cls, name: str) -> str:
         if not re.fullmatch(STATISTIC_NAME, name):
             raise ValueError(
-                f"must be 1 to 64 letters, digits, '_' or '-' (it becomes a folder name and a band name), got {name!r}"
+                "must be 1 to 64 letters, digits, '_' or '-' (it becomes a folder name and a "
+                f"band name), got {name!r}"
             )
         return name
 
@@ -180,7 +194,7 @@ class Statistic:
         return palette
 
     @model_validator(mode="after")
-    def _check_rules(self) -> "Statistic":
+    def _check_rules(self) -> Statistic:
         if self.weight_by == "attribute" and not self.attribute:
             raise ValueError("weight_by = 'attribute' needs attribute = '<input column>'")
         lo, hi = self.value_range
@@ -189,7 +203,7 @@ class Statistic:
         return self
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Statistic":
+    def from_dict(cls, d: dict[str, Any]) -> Statistic:
         """Build a statistic from a plain mapping (TOML/JSON)."""
         return cls(**d)
 
@@ -236,19 +250,30 @@ def _crs_problem(text: str) -> str | None:
 class Config:
     """Every setting of a pipeline run."""
 
-    dir_input: Annotated[Path, Field(description="Folder of input GeoPackages (read only; never written).")]
-    dir_output: Annotated[Path, Field(description="Folder that receives every output.")] = Path("group-project")
-    tms: Annotated[StrictStr, Field(description="A morecantile tile matrix set id.")] = "WorldCRS84Quad"
+    dir_input: Annotated[
+        Path, Field(description="Folder of input GeoPackages (read only; never written).")
+    ]
+    dir_output: Annotated[Path, Field(description="Folder that receives every output.")] = Path(
+        "group-project"
+    )
+    tms: Annotated[StrictStr, Field(description="A morecantile tile matrix set id.")] = (
+        "WorldCRS84Quad"
+    )
     z: Annotated[
         int,
-        Field(description="Zoom level of staging and of the first rasterization (an integer the tile matrix set has)."),
+        Field(
+            description="Zoom level of staging and of the first rasterization (an integer the "
+            "tile matrix set has)."
+        ),
     ] = 13
-    input_ext: Annotated[StrictStr, Field(description="File name ending of inputs, with its dot.")] = ".gpkg"
+    input_ext: Annotated[
+        StrictStr, Field(description="File name ending of inputs, with its dot.")
+    ] = ".gpkg"
     input_layer: Annotated[
         StrictStr,
         Field(
-            description="Layer read from inputs that hold several layers; a file with a single layer is read "
-            "whatever its layer is called."
+            description="Layer read from inputs that hold several layers; a file with a single "
+            "layer is read whatever its layer is called."
         ),
     ] = "iwp"
     default_crs: Annotated[
@@ -258,16 +283,16 @@ class Config:
         FiniteFloat,
         Field(
             ge=0,
-            description="Douglas-Peucker tolerance in metres, applied with topology preserved; 0 switches "
-            "simplification off.",
+            description="Douglas-Peucker tolerance in metres, applied with topology preserved; 0 "
+            "switches simplification off.",
         ),
     ] = 0.1
     chunk_size: Annotated[
         StrictInt,
         Field(
             ge=1,
-            description="Inputs with more features are read and processed this many features at a time, which "
-            "bounds peak memory; the output does not depend on it.",
+            description="Inputs with more features are read and processed this many features at a "
+            "time, which bounds peak memory; the output does not depend on it.",
         ),
     ] = 50_000
     dedup_overlap: Annotated[
@@ -275,22 +300,33 @@ class Config:
         Field(
             gt=0,
             le=1,
-            description="Two polygons from different input files are the same ground polygon when their "
-            "intersection covers at least this fraction of the smaller one.",
+            description="Two polygons from different input files are the same ground polygon when "
+            "their intersection covers at least this fraction of the smaller one.",
         ),
     ] = 0.5
     statistics: Annotated[
         tuple[Statistic, ...],
-        Field(description="The raster bands, in order ([[statistics]] tables in TOML; they replace the default two)."),
+        Field(
+            description="The raster bands, in order ([[statistics]] tables in TOML; they replace "
+            "the default two)."
+        ),
     ] = DEFAULT_STATISTICS
-    tile_size: Annotated[StrictInt, Field(ge=1, description="Width and height of every raster tile in pixels.")] = 256
+    tile_size: Annotated[
+        StrictInt, Field(ge=1, description="Width and height of every raster tile in pixels.")
+    ] = 256
     max_workers: Annotated[
         StrictInt | None,
-        Field(ge=1, description="An instructor's cap on workers; GROUPUTILS_MAX_WORKERS also caps."),
+        Field(
+            ge=1, description="An instructor's cap on workers; GROUPUTILS_MAX_WORKERS also caps."
+        ),
     ] = None
     extra: Annotated[
         tuple[tuple[str, Any], ...],
-        Field(repr=False, description="Further (name, value) pairs that Config.get looks up; not used by grouputils."),
+        Field(
+            repr=False,
+            description="Further (name, value) pairs that Config.get looks up; not used by "
+            "grouputils.",
+        ),
     ] = ()
 
     @field_validator("dir_input", "dir_output")
@@ -303,7 +339,8 @@ class Config:
     def _check_tms(cls, tms: str) -> str:
         if tms not in morecantile.tms.list():
             raise ValueError(
-                f"{tms!r} is not a tile matrix set morecantile knows; choose one of {sorted(morecantile.tms.list())}"
+                f"{tms!r} is not a tile matrix set morecantile knows; "
+                f"choose one of {sorted(morecantile.tms.list())}"
             )
         return tms
 
@@ -318,7 +355,9 @@ class Config:
         tms = morecantile.tms.get(tms_id)
         lo = max(0, tms.minzoom)
         if not isinstance(z, int) or isinstance(z, bool) or not lo <= z <= tms.maxzoom:
-            raise ValueError(f"must be an integer from {lo} to {tms.maxzoom} for {tms_id!r}, got {z!r}")
+            raise ValueError(
+                f"must be an integer from {lo} to {tms.maxzoom} for {tms_id!r}, got {z!r}"
+            )
         if tms.matrix(z).variableMatrixWidths:
             raise ValueError(f"is a level of {tms_id!r} with variable matrix widths: not supported")
         return z
@@ -399,7 +438,7 @@ class Config:
                 return s
         raise ConfigError(f"no statistic named {name!r}; have {list(self.statistic_names)}")
 
-    _ALIASES = {
+    _ALIASES: ClassVar[dict[str, str]] = {
         "dir_web_tiles": "dir_web_tiles",
         "dir_webtiles": "dir_web_tiles",
         "filename_raster_summary": "filename_rasterization_summary",
@@ -429,7 +468,9 @@ class Config:
             return (0, self.z)
         if key == "statistics":
             return list(self.statistic_names)
-        if not key.startswith("_") and (key in self.__dataclass_fields__ or hasattr(type(self), key)):
+        if not key.startswith("_") and (
+            key in self.__dataclass_fields__ or hasattr(type(self), key)
+        ):
             value = getattr(self, key)
             if not callable(value):
                 return value
@@ -438,8 +479,8 @@ class Config:
             return extra[key]
         raise KeyError(f"unknown config key {key!r}")
 
-    def replace(self, **changes: Any) -> "Config":
-        """Return a copy with some settings changed (the config itself is frozen; changes are validated)."""
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed and checked (the config itself is frozen)."""
         return dataclasses.replace(self, **changes)
 
     # --------------------------------------------------------------- identity
@@ -467,8 +508,10 @@ class Config:
 
 _friendly_errors(Config)
 
-#: Settings a config file may hold at its top level (``dir_*`` are given on the command line; ``extra`` is Python's).
-FILE_SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config) if f.name != "extra")
+#: Settings a config file may hold at its top level (``extra`` is for Python callers only).
+FILE_SETTINGS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(Config) if f.name != "extra"
+)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -511,13 +554,17 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from e
     slurm = data.pop("slurm", None)
-    known = {"": [*FILE_SETTINGS, "slurm"], "[[statistics]]": [f.name for f in dataclasses.fields(Statistic)]}
+    known = {
+        "": [*FILE_SETTINGS, "slurm"],
+        "[[statistics]]": [f.name for f in dataclasses.fields(Statistic)],
+    }
     lines: list[str] = []
     if "extra" in data:  # a Config field for Python callers, not a setting of a file
         del data["extra"]
         lines.append(unknown_keys_message("", ["extra"], known[""]))
     raw = {"dir_input": Path("."), **data}
-    init = Config.__init__.__wrapped__  # type: ignore[attr-defined]  # pydantic's, to word errors with the file
+    # pydantic's own __init__, so that the errors are worded with the file's name
+    init = Config.__init__.__wrapped__  # type: ignore[attr-defined]
     checked = object.__new__(Config)
     try:
         init(checked, **raw)

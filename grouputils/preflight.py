@@ -23,7 +23,7 @@ import pyogrio
 from grouputils.config import Config
 from grouputils.errors import ConfigError
 
-__all__ = ["input_columns", "check_statistic_columns"]
+__all__ = ["check_statistic_columns", "input_columns"]
 
 
 def input_columns(path: Path, wanted_layer: str) -> dict[str, np.dtype] | None:
@@ -51,7 +51,7 @@ def input_columns(path: Path, wanted_layer: str) -> dict[str, np.dtype] | None:
         else:
             return None
         info = pyogrio.read_info(path, layer=layer)
-    except Exception:  # pyogrio raises DataSourceError and others; staging words them
+    except Exception:  # noqa: BLE001 - pyogrio raises DataSourceError and others; staging words them
         return None
     return {str(n): np.dtype(t) for n, t in zip(info["fields"], info["dtypes"])}
 
@@ -62,7 +62,9 @@ def _files(paths: Sequence[Path], root: Path) -> str:
     return ", ".join(shown) + more
 
 
-def check_statistic_columns(config: Config, inputs: Sequence[Path], *, source: str | Path | None = None) -> None:
+def check_statistic_columns(
+    config: Config, inputs: Sequence[Path], *, source: str | Path | None = None
+) -> None:
     """Refuse attribute statistics whose column some input lacks or holds as non-numbers.
 
     Parameters
@@ -87,7 +89,9 @@ def check_statistic_columns(config: Config, inputs: Sequence[Path], *, source: s
     readable = {p: c for p, c in columns.items() if c is not None}
     if not readable:
         return
-    numeric = sorted(set.intersection(*({n for n, t in c.items() if t.kind in "iuf"} for c in readable.values())))
+    numeric = sorted(
+        set.intersection(*({n for n, t in c.items() if t.kind in "iuf"} for c in readable.values()))
+    )
     prefix = f"{source}: " if source else ""
     for s in stats:
         where = f"[[statistics]] {s.name!r}: attribute = {s.attribute!r}"
@@ -97,7 +101,8 @@ def check_statistic_columns(config: Config, inputs: Sequence[Path], *, source: s
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
                 f"{prefix}{where} is not a column of {len(lacking)} of {len(readable)} input files "
-                f"({_files(lacking, config.dir_input)}){hint}; numeric columns of every input: {numeric}"
+                f"({_files(lacking, config.dir_input)}){hint}; "
+                f"numeric columns of every input: {numeric}"
             )
         wrong = [p for p, c in readable.items() if c[str(s.attribute)].kind not in "iufb"]
         if wrong:

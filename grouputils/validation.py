@@ -20,11 +20,18 @@ from pydantic import ValidationError
 
 from grouputils.errors import ConfigError
 
-__all__ = ["config_error", "problems", "join_problems", "unknown_keys_message"]
+__all__ = ["config_error", "join_problems", "problems", "unknown_keys_message"]
 
 _UNKNOWN = ("unexpected_keyword_argument", "extra_forbidden")
 _MISSING = ("missing_argument", "missing", "missing_keyword_only_argument")
-_NUMBER = ("float_type", "float_parsing", "int_type", "int_parsing", "int_from_float", "finite_number")
+_NUMBER = (
+    "float_type",
+    "float_parsing",
+    "int_type",
+    "int_parsing",
+    "int_from_float",
+    "finite_number",
+)
 
 
 def unknown_keys_message(where: str, unknown: Iterable[str], known: Iterable[str]) -> str:
