@@ -32,7 +32,7 @@ from grouputils.atomic import write_text_atomic
 from grouputils.config import Config
 from grouputils.tiles import Tiles, tile_from_path
 
-__all__ = ["write_map_page", "interactive_map", "leaflet_assets", "script_json", "LEAFLET_CRS", "BASEMAPS"]
+__all__ = ["BASEMAPS", "LEAFLET_CRS", "interactive_map", "leaflet_assets", "script_json", "write_map_page"]
 
 #: Tile matrix sets whose tiles Leaflet can place, with Leaflet's CRS for each.
 LEAFLET_CRS = {"WorldCRS84Quad": "EPSG4326", "WebMercatorQuad": "EPSG3857"}

@@ -129,7 +129,11 @@ def test_every_setting_has_a_description_and_unknown_keys_are_forbidden_in_the_s
 
     from grouputils.config import SlurmSettings, Statistic
 
-    schemas = [TypeAdapter(Config).json_schema(), TypeAdapter(Statistic).json_schema(), SlurmSettings.model_json_schema()]
+    schemas = [
+        TypeAdapter(Config).json_schema(),
+        TypeAdapter(Statistic).json_schema(),
+        SlurmSettings.model_json_schema(),
+    ]
     for schema in schemas:
         assert schema["additionalProperties"] is False
         for name, prop in schema["properties"].items():
@@ -149,7 +153,9 @@ def test_every_setting_has_a_description_and_unknown_keys_are_forbidden_in_the_s
         ({"input_layer": ["iwp"]}, "input_layer"),
     ],
 )
-def test_a_value_of_the_wrong_type_is_a_config_error_naming_the_key(tmp_path: Path, setting: dict, key: str) -> None:
+def test_a_value_of_the_wrong_type_is_a_config_error_naming_the_key(
+    tmp_path: Path, setting: dict, key: str
+) -> None:
     with pytest.raises(ConfigError, match=f"^Config: {key} must be") as e:
         Config(dir_input=tmp_path, **setting)
     assert repr(next(iter(setting.values()))) in str(e.value)  # the value found is shown
@@ -174,7 +180,10 @@ def test_nan_and_infinity_are_refused_not_silently_used(tmp_path: Path, setting:
 
 
 def test_a_misspelt_setting_is_a_config_error_suggesting_the_right_one(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown settings \['simplify_tolerence'\] \(did you mean 'simplify_tolerance'\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown settings \['simplify_tolerence'\] \(did you mean 'simplify_tolerance'\?\)",
+    ):
         Config(dir_input=tmp_path, simplify_tolerence=0.5)
 
 
@@ -215,7 +224,19 @@ def test_folders_may_be_given_as_strings_and_are_expanded(tmp_path: Path) -> Non
 # ---------------------------------------------------------------------------- statistics
 @pytest.mark.parametrize(
     "name",
-    ["..", ".", "", "a/b", "a\\b", "web tiles", "<img src=x onerror=alert(1)>", "ü", "a" * 65, "x\n", "../../etc"],
+    [
+        "..",
+        ".",
+        "",
+        "a/b",
+        "a\\b",
+        "web tiles",
+        "<img src=x onerror=alert(1)>",
+        "ü",
+        "a" * 65,
+        "x\n",
+        "../../etc",
+    ],
 )
 def test_a_statistic_name_that_is_not_a_plain_folder_name_is_refused(name: str) -> None:
     from grouputils.config import Statistic
@@ -245,7 +266,10 @@ def test_an_unknown_palette_or_colour_is_refused_when_the_statistic_is_declared(
         Statistic(name="s", weight_by="count", palette="Viridis")
     with pytest.raises(ConfigError, match="colours Matplotlib does not know: \\['#zz0000'\\]"):
         Statistic(name="s", weight_by="count", palette=["#000000", "#zz0000"])
-    assert Statistic(name="s", weight_by="count", palette=["#000000", "red"]).palette == ("#000000", "red")
+    assert Statistic(name="s", weight_by="count", palette=["#000000", "red"]).palette == (
+        "#000000",
+        "red",
+    )
 
 
 @pytest.mark.parametrize(
@@ -255,12 +279,17 @@ def test_an_unknown_palette_or_colour_is_refused_when_the_statistic_is_declared(
         ({"weight_by": "count", "resampling": "max"}, "resampling must be 'sum' or 'mean'"),
         ({"weight_by": "attribute"}, "needs attribute ="),
         ({"weight_by": "count", "value_range": (1, 1)}, "value_range must rise"),
-        ({"weight_by": "count", "value_range": (0, float("nan"))}, "value_range\\[1\\] must be a finite number"),
+        (
+            {"weight_by": "count", "value_range": (0, float("nan"))},
+            "value_range\\[1\\] must be a finite number",
+        ),
         ({"weight_by": "count", "value_range": (0, 1, 2)}, "value_range"),
         ({"weight_by": "count", "value_rnage": (0, 2)}, "did you mean 'value_range'"),
     ],
 )
-def test_a_bad_statistic_is_a_config_error_naming_it_and_the_key(fields: dict, message: str) -> None:
+def test_a_bad_statistic_is_a_config_error_naming_it_and_the_key(
+    fields: dict, message: str
+) -> None:
     from grouputils.config import Statistic
 
     with pytest.raises(ConfigError, match=message) as e:
@@ -271,7 +300,14 @@ def test_a_bad_statistic_is_a_config_error_naming_it_and_the_key(fields: dict, m
 def test_statistics_from_toml_lists_are_frozen_hashable_and_equal_to_python_ones() -> None:
     from grouputils.config import Statistic
 
-    a = Statistic.from_dict({"name": "s", "weight_by": "count", "palette": ["#000000", "#ffffff"], "value_range": [0, 2]})
+    a = Statistic.from_dict(
+        {
+            "name": "s",
+            "weight_by": "count",
+            "palette": ["#000000", "#ffffff"],
+            "value_range": [0, 2],
+        }
+    )
     b = Statistic("s", weight_by="count", palette=("#000000", "#ffffff"), value_range=(0.0, 2.0))
     assert a == b and hash(a) == hash(b)
     assert a.value_range == (0.0, 2.0) and isinstance(a.value_range[0], float)
