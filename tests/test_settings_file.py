@@ -9,6 +9,7 @@ before the output folder is even made.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import shutil
@@ -301,3 +302,20 @@ def test_an_attribute_every_input_has_passes_the_check(one_input, tmp_path):
     # an unreadable input is left to staging (which reports it without stopping the run)
     (one_input / "broken.gpkg").write_bytes(b"not a geopackage")
     check_statistic_columns(config, [one_input / SMALL, one_input / "broken.gpkg"])
+
+
+def test_the_readme_settings_reference_is_the_models_field_descriptions():
+    from grouputils.settings_doc import BEGIN, END, settings_reference
+
+    text = (REPO / "README.md").read_text()
+    assert BEGIN in text and END in text
+    shown = text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip()
+    assert shown == settings_reference(), "run: python -m grouputils.settings_doc README.md"
+    for key in [*FILE_KEYS, *STATISTIC_KEYS, *SlurmSettings.model_fields]:
+        assert f"| `{key}` |" in shown
+
+
+FILE_KEYS = [
+    f for f in Config.__dataclass_fields__ if f not in ("dir_input", "dir_output", "extra")
+]
+STATISTIC_KEYS = list(Statistic.__dataclass_fields__)
