@@ -468,9 +468,7 @@ class Config:
             return (0, self.z)
         if key == "statistics":
             return list(self.statistic_names)
-        if not key.startswith("_") and (
-            key in self.__dataclass_fields__ or hasattr(type(self), key)
-        ):
+        if not key.startswith("_") and (key in _FIELD_NAMES or hasattr(type(self), key)):
             value = getattr(self, key)
             if not callable(value):
                 return value
@@ -507,6 +505,7 @@ class Config:
 
 
 _friendly_errors(Config)
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Config))
 
 #: Settings a config file may hold at its top level (``extra`` is for Python callers only).
 FILE_SETTINGS: tuple[str, ...] = tuple(

@@ -316,6 +316,6 @@ def test_the_readme_settings_reference_is_the_models_field_descriptions():
 
 
 FILE_KEYS = [
-    f for f in Config.__dataclass_fields__ if f not in ("dir_input", "dir_output", "extra")
+    f.name for f in dataclasses.fields(Config) if f.name not in ("dir_input", "dir_output", "extra")
 ]
-STATISTIC_KEYS = list(Statistic.__dataclass_fields__)
+STATISTIC_KEYS = [f.name for f in dataclasses.fields(Statistic)]
