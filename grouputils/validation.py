@@ -11,7 +11,9 @@ in Python.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,14 @@ from pydantic import ValidationError
 
 from grouputils.errors import ConfigError
 
-__all__ = ["config_error", "join_problems", "problems", "unknown_keys_message"]
+__all__ = [
+    "config_error",
+    "document_fields",
+    "friendly_errors",
+    "join_problems",
+    "problems",
+    "unknown_keys_message",
+]
 
 _UNKNOWN = ("unexpected_keyword_argument", "extra_forbidden")
 _MISSING = ("missing_argument", "missing", "missing_keyword_only_argument")
@@ -203,3 +212,52 @@ def config_error(
         To be raised ``from None``: the message says everything.
     """
     return join_problems(source, problems(exc, raw=raw, known=known, table=table))
+
+
+def friendly_errors(cls: type, nested: Mapping[str, type] | None = None) -> type:
+    """Make ``cls(...)`` raise :class:`ConfigError` (naming each key), not pydantic's error.
+
+    Parameters
+    ----------
+    cls : type
+        A pydantic dataclass; its ``__init__`` is wrapped in place.
+    nested : mapping, optional
+        Tables inside it (``{'[[statistics]]': Statistic}``), for unknown-key messages.
+
+    Returns
+    -------
+    type
+        ``cls``.
+    """
+    init = cls.__init__
+    names = [f.name for f in dataclasses.fields(cls)]
+    known = {
+        "": names,
+        **{k: [f.name for f in dataclasses.fields(t)] for k, t in (nested or {}).items()},
+    }
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as e:
+            raw = dict(zip(names, args)) | kwargs
+            source = cls.__name__
+            if "name" in names and isinstance(raw.get("name"), str):
+                source = f"{cls.__name__} {raw['name']!r}"
+            raise config_error(e, source=source, raw=raw, known=known) from None
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
+def document_fields(cls: type) -> type:
+    """Append a numpydoc ``Parameters`` section made from a model's field descriptions."""
+    lines = ["", "    Parameters", "    ----------"]
+    for name, info in cls.__pydantic_fields__.items():  # type: ignore[attr-defined]
+        if info.repr is False:
+            continue
+        lines.append(f"    {name}")
+        lines.append(f"        {info.description}")
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + "\n".join(lines) + "\n"
+    return cls
