@@ -178,6 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from grouputils.config import Config, load_config_file
     from grouputils.errors import ConfigError, OutputError
     from grouputils.pipeline import check_inputs, check_slurm_settings, run_pipeline
+    from grouputils.preflight import check_statistic_columns
 
     settings = load_config_file(args.config) if args.config else {}
     slurm = settings.pop("slurm", None)
@@ -191,7 +192,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_slurm_settings(slurm)
         except ConfigError as e:
             raise ConfigError(f"{args.config}: {e}") from None
-    check_inputs(config)  # before anything is written
+    inputs = check_inputs(config)  # before anything is written
+    check_statistic_columns(config, inputs, source=args.config)
     try:
         config.dir_output.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.FileHandler(config.dir_output / "run.log")

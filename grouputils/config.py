@@ -1,9 +1,17 @@
-"""The frozen, picklable configuration shared by every pipeline step.
+"""The frozen, picklable, validated configuration shared by every pipeline step.
 
 A :class:`Config` is built once (by :func:`grouputils.initialize_stager`, the
 command line, or a TOML file) and passed explicitly to every step. It is a
-frozen dataclass, so it can be sent to Parsl workers and hashed into the
+frozen pydantic dataclass: every setting is checked when the config is made
+(types, ranges, unknown keys, palettes, the CRS), before any work, and a bad
+one raises :class:`~grouputils.errors.ConfigError` naming the key (and the
+file, for TOML). It can be sent to Parsl workers and hashed into the
 pipeline's manifest; nothing in grouputils keeps global settings.
+
+The field descriptions are the one documentation of the settings: the class
+docstrings, the JSON schema (``pydantic.TypeAdapter(Config).json_schema()``)
+and the README's settings reference (:mod:`grouputils.settings_doc`) are made
+from them.
 
 Learners know the older ``config.get('dir_staged')`` style of access; it works
 here too (see :meth:`Config.get`).
@@ -12,223 +20,223 @@ here too (see :meth:`Config.get`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar
 
 import morecantile
+from pydantic import (
+    Field,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.dataclasses import dataclass
 
+from grouputils.config_slurm import SlurmSettings, slurm_problems, slurm_settings
 from grouputils.errors import ConfigError
-
-__all__ = ["Statistic", "Config", "DEFAULT_STATISTICS", "load_config_file"]
-
-WeightBy = Literal["count", "coverage", "attribute"]
-Aggregate = Literal["sum", "mean", "max", "min"]
-Resampling = Literal["sum", "mean"]
-
-
-@dataclass(frozen=True)
-class Statistic:
-    """A raster statistic, declared as data (no code, no lambdas).
-
-    Parameters
-    ----------
-    name : str
-        Band name in the GeoTIFFs and folder name of its web tiles.
-    weight_by : {'count', 'coverage', 'attribute'}
-        What each polygon contributes to a pixel: ``'count'`` adds 1 at the
-        pixel holding the polygon's centroid; ``'coverage'`` is the fraction
-        of the pixel's area covered by the union of the polygons (0..1);
-        ``'attribute'`` takes the numeric attribute named by ``attribute`` at
-        the pixel holding the centroid.
-    aggregate : {'sum', 'mean', 'max', 'min'}
-        How several polygons' values combine within one pixel (ignored for
-        ``'coverage'``, which is always the union's fraction).
-    resampling : {'sum', 'mean'}
-        How four child pixels combine into one parent pixel in the pyramid.
-        ``'sum'`` for counts, ``'mean'`` for proportions and averages.
-    palette : str or tuple of str
-        A Matplotlib colormap name or a tuple of colours (``'#rrggbb'``).
-    value_range : tuple of float
-        Values mapped to the ends of the palette at the highest zoom level.
-        For ``resampling='sum'`` the range is multiplied by 4 for each level
-        up the pyramid (a parent pixel covers four children), so one colour
-        means one density at every zoom level.
-    attribute : str, optional
-        The input attribute read when ``weight_by='attribute'``.
-    description : str
-        Words for legends, band metadata and the STAC catalogue.
-    unit : str
-        Unit of the values, for legends.
-    """
-
-    name: str
-    weight_by: WeightBy
-    aggregate: Aggregate = "sum"
-    resampling: Resampling = "sum"
-    palette: str | tuple[str, ...] = "viridis"
-    value_range: tuple[float, float] = (0.0, 1.0)
-    attribute: str | None = None
-    description: str = ""
-    unit: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"statistic name {self.name!r} must be a non-empty folder name")
-        if self.weight_by not in ("count", "coverage", "attribute"):
-            raise ConfigError(f"statistic {self.name!r}: unknown weight_by {self.weight_by!r}")
-        if self.aggregate not in ("sum", "mean", "max", "min"):
-            raise ConfigError(f"statistic {self.name!r}: unknown aggregate {self.aggregate!r}")
-        if self.resampling not in ("sum", "mean"):
-            raise ConfigError(f"statistic {self.name!r}: unknown resampling {self.resampling!r}")
-        if self.weight_by == "attribute" and not self.attribute:
-            raise ConfigError(f"statistic {self.name!r}: weight_by='attribute' needs attribute=")
-        lo, hi = self.value_range
-        if not hi > lo:
-            raise ConfigError(f"statistic {self.name!r}: value_range must rise, got {self.value_range}")
-        if isinstance(self.palette, list):
-            object.__setattr__(self, "palette", tuple(self.palette))
-        object.__setattr__(self, "value_range", (float(lo), float(hi)))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Statistic":
-        """Build a statistic from a plain mapping (TOML/JSON)."""
-        d = dict(d)
-        if "value_range" in d:
-            d["value_range"] = tuple(d["value_range"])
-        if isinstance(d.get("palette"), list):
-            d["palette"] = tuple(d["palette"])
-        return cls(**d)
-
-
-DEFAULT_STATISTICS: tuple[Statistic, ...] = (
-    Statistic(
-        name="number_IWP_per_pixel",
-        weight_by="count",
-        aggregate="sum",
-        resampling="sum",
-        palette="viridis",
-        value_range=(0.0, 2.0),
-        description="Number of ice-wedge polygons whose centroid lies in the pixel",
-        unit="polygons",
-    ),
-    Statistic(
-        name="prop_pixel_covered_by_IWP",
-        weight_by="coverage",
-        aggregate="sum",
-        resampling="mean",
-        palette="magma",
-        value_range=(0.0, 1.0),
-        description="Proportion of the pixel's area covered by ice-wedge polygons",
-        unit="fraction",
-    ),
+from grouputils.statistic import (
+    DEFAULT_STATISTICS,
+    FORBID,
+    STATISTIC_NAME,
+    FiniteFloat,
+    Statistic,
+    StrictInt,
+)
+from grouputils.validation import (
+    document_fields,
+    friendly_errors,
+    join_problems,
+    problems,
+    unknown_keys_message,
 )
 
+__all__ = [
+    "DEFAULT_STATISTICS",
+    "STATISTIC_NAME",
+    "Config",
+    "SlurmSettings",
+    "Statistic",
+    "load_config_file",
+    "slurm_settings",
+]
 
-def _as_path(p: str | Path) -> Path:
-    return Path(p).expanduser()
+
+@functools.lru_cache(maxsize=64)
+def _crs_problem(text: str) -> str | None:
+    import pyproj
+
+    try:
+        pyproj.CRS.from_user_input(text)
+    except pyproj.exceptions.CRSError as e:
+        return f"is not a CRS pyproj knows ({e})"
+    return None
 
 
-@dataclass(frozen=True)
+@document_fields
+@dataclass(frozen=True, config=FORBID)
 class Config:
-    """Every setting of a pipeline run.
+    """Every setting of a pipeline run."""
 
-    Parameters
-    ----------
-    dir_input : Path
-        Folder of input GeoPackages (read only; never written).
-    dir_output : Path
-        Folder that receives every output. Default ``./group-project``.
-    tms : str
-        A morecantile tile matrix set id. Default ``'WorldCRS84Quad'``.
-    z : int
-        Zoom level of staging and of the first rasterization. Default 13.
-    input_ext : str
-        File name ending of inputs. Default ``'.gpkg'``.
-    input_layer : str
-        Layer read from inputs that hold several layers. A file with a single
-        layer is read whatever its layer is called.
-    default_crs : str
-        CRS assumed (with a warning) for inputs that declare none.
-    simplify_tolerance : float
-        Douglas-Peucker tolerance in metres, applied in a local equal-area
-        projection with topology preserved. 0 switches simplification off.
-    chunk_size : int
-        Inputs with more features are read and processed this many features
-        at a time, which bounds peak memory. The output does not depend on it.
-    dedup_overlap : float
-        Two polygons from different input files are the same ground polygon
-        when their intersection covers at least this fraction of the smaller
-        one.
-    statistics : tuple of Statistic
-        The raster bands, in order.
-    tile_size : int
-        Width and height of every raster tile in pixels.
-    max_workers : int, optional
-        An instructor's cap on workers; ``GROUPUTILS_MAX_WORKERS`` also caps.
-    scratch_dir : str, optional
-        Node-local folder (e.g. ``"$TMPDIR"`` or ``"/tmp"``, expanded on each
-        worker) where every output is written first and then copied and
-        renamed into the output folder (:mod:`grouputils.scratch`). Outputs
-        do not depend on it.
-    scratch_inputs : bool
-        With ``scratch_dir``, also read each input from a local copy.
-    """
+    dir_input: Annotated[
+        Path, Field(description="Folder of input GeoPackages (read only; never written).")
+    ]
+    dir_output: Annotated[Path, Field(description="Folder that receives every output.")] = Path(
+        "group-project"
+    )
+    tms: Annotated[StrictStr, Field(description="A morecantile tile matrix set id.")] = (
+        "WorldCRS84Quad"
+    )
+    z: Annotated[
+        int,
+        Field(
+            description="Zoom level of staging and of the first rasterization (an integer the "
+            "tile matrix set has)."
+        ),
+    ] = 13
+    input_ext: Annotated[
+        StrictStr, Field(description="File name ending of inputs, with its dot.")
+    ] = ".gpkg"
+    input_layer: Annotated[
+        StrictStr,
+        Field(
+            description="Layer read from inputs that hold several layers; a file with a single "
+            "layer is read whatever its layer is called."
+        ),
+    ] = "iwp"
+    default_crs: Annotated[
+        StrictStr, Field(description="CRS assumed (with a warning) for inputs that declare none.")
+    ] = "EPSG:3413"
+    simplify_tolerance: Annotated[
+        FiniteFloat,
+        Field(
+            ge=0,
+            description="Douglas-Peucker tolerance in metres, applied with topology preserved; 0 "
+            "switches simplification off.",
+        ),
+    ] = 0.1
+    chunk_size: Annotated[
+        StrictInt,
+        Field(
+            ge=1,
+            description="Inputs with more features are read and processed this many features at a "
+            "time, which bounds peak memory; the output does not depend on it.",
+        ),
+    ] = 50_000
+    dedup_overlap: Annotated[
+        FiniteFloat,
+        Field(
+            gt=0,
+            le=1,
+            description="Two polygons from different input files are the same ground polygon when "
+            "their intersection covers at least this fraction of the smaller one.",
+        ),
+    ] = 0.5
+    statistics: Annotated[
+        tuple[Statistic, ...],
+        Field(
+            description="The raster bands, in order ([[statistics]] tables in TOML; they replace "
+            "the default two)."
+        ),
+    ] = DEFAULT_STATISTICS
+    tile_size: Annotated[
+        StrictInt, Field(ge=1, description="Width and height of every raster tile in pixels.")
+    ] = 256
+    max_workers: Annotated[
+        StrictInt | None,
+        Field(
+            ge=1, description="An instructor's cap on workers; GROUPUTILS_MAX_WORKERS also caps."
+        ),
+    ] = None
+    scratch_dir: Annotated[
+        StrictStr | None,
+        Field(
+            description="Node-local folder (e.g. \"$TMPDIR\" or \"/tmp\", expanded on each worker) "
+            "where every output is written first, then copied and renamed into the output folder. "
+            "Outputs do not depend on it."
+        ),
+    ] = None
+    scratch_inputs: Annotated[
+        bool, Field(description="With scratch_dir, also read each input from a local copy.")
+    ] = False
+    extra: Annotated[
+        tuple[tuple[str, Any], ...],
+        Field(
+            repr=False,
+            description="Further (name, value) pairs that Config.get looks up; not used by "
+            "grouputils.",
+        ),
+    ] = ()
 
-    dir_input: Path
-    dir_output: Path = Path("group-project")
-    tms: str = "WorldCRS84Quad"
-    z: int = 13
-    input_ext: str = ".gpkg"
-    input_layer: str = "iwp"
-    default_crs: str = "EPSG:3413"
-    simplify_tolerance: float = 0.1
-    chunk_size: int = 50_000
-    dedup_overlap: float = 0.5
-    statistics: tuple[Statistic, ...] = DEFAULT_STATISTICS
-    tile_size: int = 256
-    max_workers: int | None = None
-    scratch_dir: str | None = None
-    scratch_inputs: bool = False
-    extra: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
+    @field_validator("dir_input", "dir_output")
+    @classmethod
+    def _expand(cls, path: Path) -> Path:
+        return path.expanduser()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dir_input", _as_path(self.dir_input))
-        object.__setattr__(self, "dir_output", _as_path(self.dir_output))
-        if self.tms not in morecantile.tms.list():
-            raise ConfigError(
-                f"unknown tile matrix set {self.tms!r}; choose one of {sorted(morecantile.tms.list())}"
+    @field_validator("tms")
+    @classmethod
+    def _check_tms(cls, tms: str) -> str:
+        if tms not in morecantile.tms.list():
+            raise ValueError(
+                f"{tms!r} is not a tile matrix set morecantile knows; "
+                f"choose one of {sorted(morecantile.tms.list())}"
             )
-        tms = morecantile.tms.get(self.tms)
+        return tms
+
+    @field_validator("z", mode="before")
+    @classmethod
+    def _check_z(cls, z: object, info: ValidationInfo) -> object:
+        tms_id = info.data.get("tms")
+        if tms_id is None:  # the tms is wrong already; say only what is wrong with z itself
+            if not isinstance(z, int) or isinstance(z, bool):
+                raise ValueError(f"must be an integer, got {z!r}")
+            return z
+        tms = morecantile.tms.get(tms_id)
         lo = max(0, tms.minzoom)
-        if not isinstance(self.z, int) or isinstance(self.z, bool) or not lo <= self.z <= tms.maxzoom:
-            raise ConfigError(f"z must be an integer from {lo} to {tms.maxzoom} for {self.tms!r}, got {self.z!r}")
-        if tms.matrix(self.z).variableMatrixWidths:
-            raise ConfigError(f"tile matrix set {self.tms!r} has variable matrix widths: not supported")
-        if not self.input_ext.startswith("."):
-            raise ConfigError(f"input_ext must start with '.', got {self.input_ext!r}")
-        if not (isinstance(self.chunk_size, int) and self.chunk_size >= 1):
-            raise ConfigError(f"chunk_size must be a positive integer, got {self.chunk_size!r}")
-        if not 0 < self.dedup_overlap <= 1:
-            raise ConfigError(f"dedup_overlap must be in (0, 1], got {self.dedup_overlap!r}")
-        if self.simplify_tolerance < 0:
-            raise ConfigError("simplify_tolerance must be >= 0 (metres)")
-        if not (isinstance(self.tile_size, int) and self.tile_size >= 1):
-            raise ConfigError(f"tile_size must be a positive integer, got {self.tile_size!r}")
-        stats = tuple(
-            s if isinstance(s, Statistic) else Statistic.from_dict(s) for s in self.statistics
-        )
+        if not isinstance(z, int) or isinstance(z, bool) or not lo <= z <= tms.maxzoom:
+            raise ValueError(
+                f"must be an integer from {lo} to {tms.maxzoom} for {tms_id!r}, got {z!r}"
+            )
+        if tms.matrix(z).variableMatrixWidths:
+            raise ValueError(f"is a level of {tms_id!r} with variable matrix widths: not supported")
+        return z
+
+    @field_validator("input_ext")
+    @classmethod
+    def _check_ext(cls, ext: str) -> str:
+        if not ext.startswith(".") or len(ext) < 2:
+            raise ValueError(f"must start with '.', e.g. '.gpkg', got {ext!r}")
+        return ext
+
+    @field_validator("input_layer")
+    @classmethod
+    def _check_layer(cls, layer: str) -> str:
+        if not layer:
+            raise ValueError("must not be empty")
+        return layer
+
+    @field_validator("default_crs")
+    @classmethod
+    def _check_crs(cls, crs: str) -> str:
+        problem = _crs_problem(crs)
+        if problem:
+            raise ValueError(problem)
+        return crs
+
+    @field_validator("statistics")
+    @classmethod
+    def _check_statistics(cls, stats: tuple[Statistic, ...]) -> tuple[Statistic, ...]:
         if not stats:
-            raise ConfigError("at least one statistic is needed")
+            raise ValueError("needs at least one statistic")
         names = [s.name for s in stats]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"statistic names must be unique, got {names}")
-        object.__setattr__(self, "statistics", stats)
-        if self.max_workers is not None and (not isinstance(self.max_workers, int) or self.max_workers < 1):
-            raise ConfigError(f"max_workers must be a positive integer, got {self.max_workers!r}")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"must have unique names; named twice: {twice}")
+        return stats
 
     # ------------------------------------------------------------------ paths
     @property
@@ -273,7 +281,7 @@ class Config:
                 return s
         raise ConfigError(f"no statistic named {name!r}; have {list(self.statistic_names)}")
 
-    _ALIASES = {
+    _ALIASES: ClassVar[dict[str, str]] = {
         "dir_web_tiles": "dir_web_tiles",
         "dir_webtiles": "dir_web_tiles",
         "filename_raster_summary": "filename_rasterization_summary",
@@ -303,7 +311,7 @@ class Config:
             return (0, self.z)
         if key == "statistics":
             return list(self.statistic_names)
-        if not key.startswith("_") and (key in ("dir_input", "dir_output") or hasattr(type(self), key)):
+        if not key.startswith("_") and (key in _FIELD_NAMES or hasattr(type(self), key)):
             value = getattr(self, key)
             if not callable(value):
                 return value
@@ -312,8 +320,8 @@ class Config:
             return extra[key]
         raise KeyError(f"unknown config key {key!r}")
 
-    def replace(self, **changes: Any) -> "Config":
-        """Return a copy with some settings changed (the config itself is frozen)."""
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed and checked (the config itself is frozen)."""
         return dataclasses.replace(self, **changes)
 
     # --------------------------------------------------------------- identity
@@ -339,12 +347,25 @@ class Config:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+friendly_errors(Config, nested={"[[statistics]]": Statistic})
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Config))
+
+#: Settings a config file may hold at its top level (``extra`` is for Python callers only).
+FILE_SETTINGS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(Config) if f.name != "extra"
+)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read settings from a TOML file.
+    """Read and check the settings of a TOML file, before any work.
 
     Top-level keys are :class:`Config` fields; ``[[statistics]]`` tables
     declare statistics; a ``[slurm]`` table (used by ``grouputils run
-    --executor slurm``) is returned under the key ``'slurm'``.
+    --executor slurm``) holds the arguments of
+    :func:`grouputils.parallel.slurm_config` and is returned under the key
+    ``'slurm'``. Every setting is checked here (types, ranges, unknown or
+    misspelt keys, palettes, the CRS, statistic names), so a mistake is found
+    before anything runs.
 
     Parameters
     ----------
@@ -354,7 +375,15 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     Returns
     -------
     dict
-        Keyword arguments for :class:`Config` (plus ``'slurm'`` if present).
+        Keyword arguments for :class:`Config` (``statistics`` as
+        :class:`Statistic` objects), plus ``'slurm'`` (a dict of the keys the
+        file sets) if the file has that table.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is not TOML, or a setting is wrong; the message
+        names the file and every key at fault.
     """
     path = Path(path)
     try:
@@ -362,12 +391,32 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             data = tomllib.load(f)
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: config file not found") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"{path}: is a folder, not a config file") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from e
-    known = {f.name for f in dataclasses.fields(Config)} | {"slurm"}
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
-    if "statistics" in data:
-        data["statistics"] = tuple(Statistic.from_dict(s) for s in data["statistics"])
-    return data
+    slurm = data.pop("slurm", None)
+    known = {
+        "": [*FILE_SETTINGS, "slurm"],
+        "[[statistics]]": [f.name for f in dataclasses.fields(Statistic)],
+    }
+    lines: list[str] = []
+    if "extra" in data:  # a Config field for Python callers, not a setting of a file
+        del data["extra"]
+        lines.append(unknown_keys_message("", ["extra"], known[""]))
+    raw = {"dir_input": Path("."), **data}
+    # pydantic's own __init__, so that the errors are worded with the file's name
+    init = Config.__init__.__wrapped__  # type: ignore[attr-defined]
+    checked = object.__new__(Config)
+    try:
+        init(checked, **raw)
+    except ValidationError as e:
+        lines += problems(e, raw=raw, known=known)
+    slurm_kwargs, slurm_lines = slurm_problems(slurm) if slurm is not None else ({}, [])
+    lines += slurm_lines
+    if lines:
+        raise join_problems(path, lines)
+    out: dict[str, Any] = {key: getattr(checked, key) for key in data}
+    if slurm is not None:
+        out["slurm"] = slurm_kwargs
+    return out

@@ -64,6 +64,7 @@ from grouputils.atomic import write_json_atomic
 from grouputils.config import Config
 from grouputils.errors import ConfigError, InputError, OutputError
 from grouputils.parallel import choose_batch_size, make_batch, parallel_map
+from grouputils.preflight import check_statistic_columns
 from grouputils.profiling import profile_resources
 from grouputils.rasterize import RasterTiler
 from grouputils.staging import STAGED_LAYER, TileStager
@@ -298,27 +299,17 @@ def check_slurm_settings(slurm: dict[str, Any] | None) -> dict[str, Any]:
     Returns
     -------
     dict
-        A copy of ``slurm``.
+        The keys ``slurm`` sets, checked.
 
     Raises
     ------
     ConfigError
-        No table, no ``partition``, or a key ``slurm_config`` does not take.
+        No table, no ``partition``, a key ``slurm_config`` does not take, or a
+        wrong value (checked by :class:`grouputils.config_slurm.SlurmSettings`).
     """
-    import inspect
+    from grouputils.config_slurm import slurm_settings
 
-    from grouputils import parallel
-
-    if not slurm or not slurm.get("partition"):
-        raise ConfigError(
-            "executor 'slurm' needs a [slurm] table in the --config file with at least "
-            'partition = "<name>" (and usually account, nodes_per_block, walltime, worker_init)'
-        )
-    allowed = set(inspect.signature(parallel.slurm_config).parameters) - {"run_dir", "config"}
-    unknown = sorted(set(slurm) - allowed)
-    if unknown:
-        raise ConfigError(f"[slurm] has unknown settings {unknown}; known settings are {sorted(allowed)}")
-    return dict(slurm)
+    return slurm_settings(slurm)
 
 
 def _slurm_workers(slurm: dict[str, Any]) -> int:
@@ -426,6 +417,7 @@ def run_pipeline(
     stager = TileStager(config)
     rasterizer = RasterTiler(config)
     inputs = check_inputs(config)
+    check_statistic_columns(config, inputs)  # before any work: a misspelt attribute fails now, not after staging
     if executor == "serial":
         n_workers = 1
     elif executor == "slurm":

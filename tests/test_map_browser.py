@@ -14,9 +14,11 @@ Without them the test fails in CI (``CI=true``) and is skipped elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import io
+import json
 import os
 import shutil
 import threading
@@ -28,8 +30,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hostile import DESCRIPTION, NAME, NAME_QUOTE, UNIT, hostile_config
+
 from grouputils.config import Config
 from grouputils.pipeline import run_pipeline
+from grouputils.webmap import write_map_page
 
 #: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
 SAMPLES = Path(__file__).resolve().parents[1] / "data-samples"
@@ -67,8 +72,23 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def _serve(directory: Path) -> Iterator[str]:
+    """Serve ``directory`` on 127.0.0.1; yield its address."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Config]]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> Config:
     base = tmp_path_factory.mktemp("browser")
     inputs = base / "in"
     inputs.mkdir()
@@ -77,16 +97,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Conf
     config = Config(dir_input=inputs, dir_output=base / "out")
     report = run_pipeline(config, executor="serial", progress=False)
     assert report.ok, report.failures
-    handler = functools.partial(_QuietHandler, directory=str(config.dir_output))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", config
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    return config
+
+
+@pytest.fixture(scope="module")
+def served(run: Config) -> Iterator[tuple[str, Config]]:
+    with _serve(run.dir_output) as url:
+        yield url, run
 
 
 def _tiles_loaded(statistic: str) -> str:
@@ -183,3 +200,63 @@ def test_the_map_page_loads_every_tile_offline_and_switches_statistics(served) -
         assert _drawn(pixels) > 500
         assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10
     assert (np.abs(first.astype(int) - second.astype(int)).sum(axis=2) > 30).sum() > 500
+
+
+def test_script_and_html_in_the_config_never_run_on_the_map_page(
+    run: Config, tmp_path: Path
+) -> None:
+    """Descriptions closing the script block and names holding <img onerror> stay text."""
+    executable = _chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "hostile"
+    shutil.copytree(run.dir_output, out)
+    config = hostile_config(run.replace(dir_output=out))
+    write_map_page(config, basemap=False)
+    count_stat = run.statistic_names[0]
+    errors: list[str] = []
+    dialogs: list[str] = []
+    with _serve(out) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.route(
+                "**/*",
+                lambda r: r.continue_()
+                if urlparse(r.request.url).hostname == "127.0.0.1"
+                else r.abort(),
+            )
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(f"{url}/index.html")
+            page.wait_for_load_state("load")
+            pwned = page.evaluate("window.__pwned === undefined ? null : String(window.__pwned)")
+            assert pwned is None, f"injected script ran when the page loaded: {pwned}"
+            page.wait_for_function(_tiles_loaded(count_stat))  # the page's own script ran
+            page.wait_for_load_state("networkidle")
+            labels = page.evaluate(
+                "[...document.querySelectorAll('.leaflet-control-layers-base label')]"
+                ".map(l => l.textContent.trim())"
+            )
+            caption_first = page.evaluate("document.getElementById('legend-caption').textContent")
+            # choose the forged layer named with an <img onerror>: its caption is text too
+            page.locator("label", has_text=NAME).locator("input").check()
+            page.wait_for_function(f"() => window.currentStatistic === {json.dumps(NAME)}")
+            caption_forged = page.evaluate("document.getElementById('legend-caption').textContent")
+            page.wait_for_timeout(500)  # give any onerror handler time to fire
+            pwned = page.evaluate("window.__pwned === undefined ? null : String(window.__pwned)")
+            injected = page.evaluate(
+                "document.querySelectorAll('img[onerror], script:not([src])').length"
+            )
+            page.screenshot(path=ARTIFACTS / "map-hostile.png")
+        finally:
+            browser.close()
+
+    assert pwned is None, f"injected script ran: {pwned}"
+    assert dialogs == []
+    assert errors == []
+    assert injected == 1  # only the page's own inline script; no <img onerror> anywhere
+    assert labels == [*run.statistic_names, NAME, NAME_QUOTE]  # the names, shown as text
+    assert caption_first == f"{DESCRIPTION} ({UNIT})"
+    assert caption_forged == f"{DESCRIPTION} ({run.statistics[0].unit})"

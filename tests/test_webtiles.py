@@ -74,8 +74,9 @@ def test_palette_given_as_colours_runs_from_first_to_last():
 
 
 def test_unknown_palette_is_a_config_error_naming_the_statistic():
-    stat = Statistic("odd", weight_by="count", palette="no_such_colormap")
+    # found when the statistic is declared, before any tile is coloured
     with pytest.raises(ConfigError, match="odd"):
+        stat = Statistic("odd", weight_by="count", palette="no_such_colormap")
         colorize(np.zeros((2, 2)), stat, 13, 13)
 
 
