@@ -897,7 +897,9 @@ def make_large_mosaic(
         left, bottom, right, top = out_tiles.bounds(new)
         with atomic_path(target) as tmp:
             shutil.copyfile(path, tmp)
-            with rasterio.open(tmp, "r+") as dst:
+            # new georeferencing in place: the copy stays a valid GeoTIFF (tags may
+            # move past the COG layout; these copies are benchmark inputs only)
+            with rasterio.open(tmp, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
                 dst.transform = rasterio.transform.from_bounds(left, bottom, right, top, dst.width, dst.height)
                 dst.update_tags(GROUPUTILS_TILE=tile_to_str(new), GROUPUTILS_COPY_OF=tile_to_str(tile))
     logger.info("wrote %d tiles (%d x %d copies of %d) to %s", len(jobs), ry, rx, len(paths), dest)

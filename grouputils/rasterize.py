@@ -557,8 +557,11 @@ def _profile(tile: Tile, tiles: Tiles, count: int) -> dict[str, Any]:
     # Internal tiles of 128 px (any multiple of 16 below the size): readers see a
     # tiled TIFF; one 256 px block would be tiled too but reported as strips.
     block = next((b for b in (128, 64, 32, 16) if b < size and size % b == 0), None)
+    # A Cloud-Optimized GeoTIFF (GDAL's COG driver; rasterio writes it on close).
+    # The parent zoom levels are the overviews, so a tile carries internal
+    # overviews only when it is larger than rio-cogeo's 512 px recommendation.
     profile: dict[str, Any] = dict(
-        driver="GTiff",
+        driver="COG",
         width=size,
         height=size,
         count=count,
@@ -567,12 +570,12 @@ def _profile(tile: Tile, tiles: Tiles, count: int) -> dict[str, Any]:
         transform=from_bounds(left, bottom, right, top, size, size),
         nodata=NODATA,
         compress="deflate",
-        zlevel=6,
+        level=6,
         predictor=3,
-        interleave="band",
+        overviews="AUTO" if size > 512 else "NONE",
     )
     if block is not None:
-        profile.update(tiled=True, blockxsize=block, blockysize=block)
+        profile.update(blocksize=block)
     return profile
 
 
@@ -605,8 +608,8 @@ def write_geotiff(
 
     Notes
     -----
-    Float32, DEFLATE (level 6) with the floating-point predictor, 128x128
-    internal tiles, band-interleaved, nodata NaN. For ``WorldCRS84Quad`` the
+    A Cloud-Optimized GeoTIFF: float32, DEFLATE (level 6) with the
+    floating-point predictor, 128x128 internal tiles, nodata NaN. For ``WorldCRS84Quad`` the
     file's CRS reads back as EPSG:4326: GeoTIFF has no code for OGC:CRS84,
     and GeoTIFF coordinates are always (longitude, latitude), so the two are
     the same here. Each band's description is the

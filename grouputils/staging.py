@@ -100,6 +100,9 @@ STAGING_COLUMNS = (
     "staging_duplicated",
 )
 # Settings that change what staging writes (chunk_size does not, by design).
+#: GeoPackage version of staged tiles: 1.2 is what GDAL 3.6 (QGIS LTR) writes
+#: itself and opens without a version warning (newer GDAL defaults to 1.4).
+GPKG_VERSION = "1.2"
 STAGING_SETTINGS = ("tms", "z", "input_layer", "default_crs", "simplify_tolerance")
 FINALIZE_SETTINGS = STAGING_SETTINGS + ("dedup_overlap",)
 _META_KEY = "grouputils_parts"
@@ -892,9 +895,20 @@ def _write_gpkg(table: pa.Table, path: Path, crs: pyproj.CRS, metadata: dict[str
         driver="GPKG",
         geometry_name="geometry",
         geometry_type=geometry_type,
-        crs=crs.to_wkt(),
+        crs=_gpkg_crs(crs),
         layer_metadata=metadata,
+        dataset_options={"VERSION": GPKG_VERSION},
     )
+
+
+def _gpkg_crs(crs: pyproj.CRS) -> str:
+    # GeoPackage coordinates are always (x, y) = (longitude, latitude), whatever the
+    # CRS's axis order, so OGC:CRS84 (no EPSG code; GDAL would store it as an
+    # unregistered srs_id 100000, organization NONE) is stored as EPSG:4326, the
+    # registered code every GeoPackage reader knows. The coordinates do not change.
+    if crs.to_epsg() is None and crs.equals(pyproj.CRS.from_epsg(4326), ignore_axis_order=True):
+        return "EPSG:4326"
+    return crs.to_wkt()
 
 
 def _recorded_fingerprint(path: Path) -> str | None:

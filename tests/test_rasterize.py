@@ -415,6 +415,24 @@ def test_geotiff_is_compressed_tiled_float32_with_nodata_and_exact_bounds(real):
             assert src.transform == rasterio.transform.from_bounds(*b, 256, 256)
 
 
+def test_every_geotiff_is_a_valid_cloud_optimized_geotiff_at_every_zoom_level(generated):
+    from rio_cogeo.cogeo import cog_validate
+
+    tiles = generated.tiles.tiles_in("geotiff")
+    assert {t.z for t in tiles} == set(range(14))  # z13 tiles and every parent level
+    for tile in tiles:
+        path = generated.tiles.path("geotiff", tile)
+        valid, errors, warnings_ = cog_validate(str(path), strict=True)
+        assert valid and not errors and not warnings_, (path, errors, warnings_)
+        with rasterio.open(path) as src:
+            # the COG layout keeps the compression, bands, nodata and statistics tags
+            assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert src.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
+            assert src.descriptions == generated.config.statistic_names
+            assert np.isnan(src.nodata)
+            assert "STATISTICS_VALID_PERCENT" in src.tags(1)
+
+
 # ------------------------------------------------------------------ pyramid
 def test_pyramid_conserves_counts_at_every_level_to_zoom_zero(real, tmp_path):
     out = tmp_path / "out"

@@ -278,10 +278,36 @@ def test_staging_centroid_is_the_shapely_centroid_of_the_staged_geometry(staged)
 
 
 def test_staged_tiles_are_in_the_tms_crs(staged) -> None:
+    # CRS84 is stored as its registered equivalent EPSG:4326 (GeoPackage
+    # coordinates are always lon, lat): same datum and units, same coordinates.
     stager, gdf = staged
-    assert pyproj.CRS(gdf.crs).equals(pyproj.CRS("OGC:CRS84"))
+    crs84 = pyproj.CRS("OGC:CRS84")
+    assert pyproj.CRS(gdf.crs).equals(crs84, ignore_axis_order=True)
     for p in stager.tiles.get_filenames_from_dir("staged"):
-        assert pyproj.CRS(pyogrio.read_info(p)["crs"]).equals(pyproj.CRS("OGC:CRS84"))
+        assert pyproj.CRS(pyogrio.read_info(p)["crs"]).equals(crs84, ignore_axis_order=True)
+        # coordinates are (lon, lat): every polygon intersects its tile's CRS84 bounds
+        box = shapely.box(*stager.tiles.bounds(tile_from_path(p)))
+        assert shapely.intersects(pyogrio.read_dataframe(p).geometry.values, box).all()
+
+
+def test_staged_geopackages_record_a_registered_epsg_crs_in_gpkg_1_2(staged) -> None:
+    import sqlite3
+
+    stager, _ = staged
+    paths = stager.tiles.get_filenames_from_dir("staged")
+    assert paths
+    for p in paths:
+        assert pyogrio.read_info(p)["crs"] == "EPSG:4326"
+        with sqlite3.connect(f"file:{p}?mode=ro", uri=True) as con:
+            (srs_id,) = con.execute("SELECT srs_id FROM gpkg_geometry_columns").fetchone()
+            org, code = con.execute(
+                "SELECT organization, organization_coordsys_id FROM gpkg_spatial_ref_sys WHERE srs_id = ?",
+                (srs_id,),
+            ).fetchone()
+            (user_version,) = con.execute("PRAGMA user_version").fetchone()
+        assert (srs_id, org.upper(), code) == (4326, "EPSG", 4326)
+        # GeoPackage 1.2 (user_version 10200): GDAL 3.6 / QGIS LTR open it without a version warning
+        assert user_version == 10200
 
 
 def test_staged_rows_hold_every_staging_column_and_the_input_attributes(staged) -> None:
