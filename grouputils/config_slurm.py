@@ -111,6 +111,21 @@ class SlurmSettings(BaseModel):
     label: Annotated[StrictStr, Field(min_length=1, description="Parsl executor label.")] = (
         "htex_slurm"
     )
+    retries: Annotated[
+        int,
+        Field(
+            strict=True,
+            ge=0,
+            description="Times a task lost with its block (walltime, node failure) is resubmitted.",
+        ),
+    ] = 2
+    heartbeat_period: Annotated[
+        PositiveInt, Field(description="Seconds between worker heartbeats.")
+    ] = 30
+    heartbeat_threshold: Annotated[
+        PositiveInt,
+        Field(description="Seconds without a heartbeat before a block's workers count as lost."),
+    ] = 120
 
     @model_validator(mode="after")
     def _check(self) -> SlurmSettings:
