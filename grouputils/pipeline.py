@@ -46,28 +46,29 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
-import math
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import pyogrio
 from tqdm.auto import tqdm
 
-from grouputils.atomic import write_json_atomic
+from grouputils.atomic import write_json_atomic, write_text_atomic
 from grouputils.config import Config
 from grouputils.errors import ConfigError, InputError, OutputError
 from grouputils.parallel import choose_batch_size, make_batch, parallel_map
 from grouputils.profiling import profile_resources
 from grouputils.rasterize import RasterTiler
-from grouputils.staging import STAGED_LAYER, TileStager
-from grouputils.tiles import Tile, Tiles, tile_from_path, tile_to_str
+from grouputils.staging import TileStager
+from grouputils.reports import raster_summary, run_totals
+from grouputils.state import STATE_DIR, STATE_FILE, Key, RunState, TileRow
+from grouputils.steps import TileStep, finalize_task, parent_task, rasterize_task, run_tile_step, webtile_task
+from grouputils.steps import fingerprint as _fingerprint
+from grouputils.tiles import Tile, Tiles, pyramid_min_zoom, tile_to_str
 
 __all__ = ["run_pipeline", "RunReport", "StepReport", "Executor", "check_inputs", "check_slurm_settings"]
 
@@ -150,17 +151,6 @@ def _guarded_batch(func: Callable[[Any], Any], items: Sequence[Any]) -> list[tup
     return [_guarded(func, it) for it in items]
 
 
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def _staged_fingerprint(path: Path) -> str | None:
-    try:
-        return (pyogrio.read_info(path, layer=STAGED_LAYER).get("layer_metadata") or {}).get("grouputils_parts")
-    except Exception:
-        return None
-
-
 def _run_task(func: Callable[[Any], Any], item: Any) -> Any:
     """``func(item)`` on a worker (module level, so Parsl sends it by reference)."""
     return func(item)
@@ -235,31 +225,7 @@ class _Runner:
                 yield i, [(False, f"{type(e).__name__}: {e}")] * len(batches[i])
 
 
-class _ManifestWriter:
-    """Saves ``run-manifest.json`` as results come in, at most every ``every_s`` seconds."""
-
-    def __init__(self, path: Path, manifest: dict[str, Any], every_s: float = 1.0) -> None:
-        self.path, self.manifest, self.every_s = path, manifest, every_s
-        self.last = -math.inf
-
-    def maybe(self) -> None:
-        if time.monotonic() - self.last >= self.every_s:
-            self.now()
-
-    def now(self) -> None:
-        write_json_atomic(self.path, self.manifest)
-        self.last = time.monotonic()
-
-
 # -------------------------------------------------------------- pipeline
-def _load_manifest(path: Path) -> dict[str, dict[str, str]]:
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 @contextlib.contextmanager
 def _executor(
     executor: Executor, workers: int, config: Config, slurm: dict[str, Any] | None, blocks: int = 1
@@ -426,6 +392,7 @@ def run_pipeline(
     stager = TileStager(config)
     rasterizer = RasterTiler(config)
     inputs = check_inputs(config)
+    pyramid_min_zoom(config.tms, config.z)  # refuse a TMS whose levels do not double, before any work
     if executor == "serial":
         n_workers = 1
     elif executor == "slurm":
@@ -443,152 +410,252 @@ def run_pipeline(
         probe.unlink()
     except OSError as e:
         raise OutputError(config.dir_output, f"output folder is not writable ({e.strerror or e})") from e
+    state_path = config.dir_output / STATE_DIR / STATE_FILE
     if force:
         stager.clear(everything=True)
+    if force or not state_path.exists():
+        # no state (first run, or one made before the state existed): every
+        # GeoTIFF and web tile is rebuilt, so leftovers are dropped now
+        for d in (config.dir_geotiff, config.dir_web_tiles):
+            shutil.rmtree(d, ignore_errors=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{state_path}{suffix}").unlink(missing_ok=True)
         (config.dir_output / MANIFEST).unlink(missing_ok=True)
 
-    mpath = config.dir_output / MANIFEST
-    manifest = _load_manifest(mpath)
-    saver = _ManifestWriter(mpath, manifest)
     steps: list[StepReport] = []
-    timeline = []
+    timeline: list[Any] = []
     t_run = time.perf_counter()
-    with _executor(executor, n_workers, config, slurm, blocks) as startup_s:
+    with RunState(state_path) as state, _executor(executor, n_workers, config, slurm, blocks) as startup_s:
         runner = _Runner(executor, n_workers * (blocks if executor == "local" else 1), progress)
-
-        def step(name: str):
+        ctx = _Context(config, stager, rasterizer, state, runner, inputs)
+        for name, func in _STEPS(config):
             rep = StepReport(name)
             steps.append(rep)
-            return rep
+            with profile_resources() as prof:
+                func(ctx, rep)
+            _finish(rep, prof, timeline)
 
-        # 1. stage (one task per input file; unchanged inputs are skipped)
-        rep = step("stage")
-        with profile_resources() as prof:
-            stager.remove_orphans()  # left by a killed run
-            known = {stager.source_key(p) for p in inputs}
-            for m in stager.manifests():
-                if m["source"] not in known:
-                    stager.unstage(config.dir_input / m["source"])
-            todo = [p for p in inputs if not stager.is_staged(p)]
-            rep.total, rep.skipped = len(inputs), len(inputs) - len(todo)
-            for path, (ok, res) in zip(todo, runner.map("stage", stager.stage, todo, batch=False)):
-                if ok:
-                    rep.done += 1
-                else:
-                    _fail(rep, path, res)
-        _finish(rep, prof, timeline)
-
-        # 2. finalize (the per-tile reduce: duplicate flags)
-        rep = step("finalize")
-        with profile_resources() as prof:
-            todo = stager.tiles_to_finalize()
-            rep.total = len(stager.committed_tiles())
-            rep.skipped = max(0, rep.total - len(todo))
-            _collect(rep, todo, runner.map("finalize", stager.finalize_tile, todo, batch=True))
-            stager.write_summary()
-        _finish(rep, prof, timeline)
-
-        # 3. rasterize the staging zoom level
-        settings = _raster_settings(config)
-        geo = manifest.setdefault("geotiff", {})
-        staged = stager.tiles.get_filenames_from_dir("staged", z=config.z)
-        staged_tiles = {tile_from_path(p): p for p in staged}
-        rep = step(f"rasterize z={config.z}")
-        with profile_resources() as prof:
-            want: dict[str, str] = {}
-            for tile, path in staged_tiles.items():
-                fp = _staged_fingerprint(path)
-                want[tile_to_str(tile)] = _fingerprint(fp, settings)
-            todo = [
-                staged_tiles[t]
-                for t in staged_tiles
-                if geo.get(tile_to_str(t)) != want[tile_to_str(t)] or not stager.tiles.path("geotiff", t).exists()
-            ]
-            _remove_stale(rasterizer, geo, {k for k in want}, config.z)
-            rep.total, rep.skipped = len(staged_tiles), len(staged_tiles) - len(todo)
-            results = runner.map(
-                "rasterize", rasterizer.rasterize_vector, todo, batch=True,
-                on_done=functools.partial(_record, geo, want, saver),
-            )
-            _collect(rep, todo, results)
-            saver.now()
-        _finish(rep, prof, timeline)
-
-        # 4. parents, one zoom level at a time down to 0
-        rep = step("parents")
-        with profile_resources() as prof:
-            for z in range(config.z - 1, -1, -1):
-                children = [k for k in geo if f"z={z + 1})" in k]
-                parents: dict[str, list[str]] = {}
-                for k in children:
-                    t = _parse(k)
-                    parents.setdefault(tile_to_str(stager.tiles.get_parent_tile(t)), []).append(k)
-                want = {p: _fingerprint(sorted(geo[c] for c in kids), settings) for p, kids in parents.items()}
-                _remove_stale(rasterizer, geo, set(want), z)
-                todo = [
-                    _parse(p)
-                    for p in sorted(want)
-                    if geo.get(p) != want[p] or not stager.tiles.path("geotiff", _parse(p)).exists()
-                ]
-                rep.total += len(want)
-                rep.skipped += len(want) - len(todo)
-                results = runner.map(
-                    f"parents z={z}", rasterizer.parent_geotiff, todo, batch=True,
-                    on_done=functools.partial(_record, geo, want, saver),
-                )
-                _collect(rep, todo, results)
-                saver.now()
-        _finish(rep, prof, timeline)
-
-        # 5. web tiles (every statistic of every GeoTIFF)
-        rep = step("web tiles")
-        web = manifest.setdefault("web_tiles", {})
-        with profile_resources() as prof:
-            style = _fingerprint([dataclasses.asdict(s) for s in config.statistics])
-            want = {k: _fingerprint(v, style) for k, v in geo.items()}
-            for k in list(web):
-                if k not in want:
-                    web.pop(k)
-            todo = [
-                stager.tiles.path("geotiff", _parse(k))
-                for k in sorted(want, key=lambda s: _sort_key(_parse(s)))
-                if web.get(k) != want[k]
-                or not all(
-                    stager.tiles.path("web_tiles", _parse(k), s).exists() for s in config.statistic_names
-                )
-            ]
-            rep.total, rep.skipped = len(want), len(want) - len(todo)
-            results = runner.map(
-                "web tiles", rasterizer.webtile, todo, batch=True,
-                on_done=functools.partial(_record, web, want, saver),
-            )
-            _collect(rep, todo, results)
-            # legends: rewritten only when their look changed (or one is missing)
-            legend_fp = _fingerprint(style, config.z)
-            legends = [config.dir_web_tiles / s.name / "legend.png" for s in config.statistics]
-            if manifest.get("legends") != legend_fp or not all(p.exists() for p in legends):
-                rasterizer.write_legends()
-                manifest["legends"] = legend_fp
-            saver.now()
-            rasterizer.write_summary()
-        _finish(rep, prof, timeline)
-
-    # 6. STAC catalogue, map page and summary (this process)
-    from grouputils.catalog import write_stac_catalog
-    from grouputils.webmap import write_map_page
-
-    catalog = None
-    if stager.tiles.get_filenames_from_dir("geotiff"):
-        catalog = write_stac_catalog(config)
-    write_map_page(config)
+    # 6. STAC catalogue, map page and summaries (this process), only when an output changed
     summary = _summary(
-        config, stager, steps, startup_s, time.perf_counter() - t_run, executor, n_workers,
+        config, state_path, steps, startup_s, time.perf_counter() - t_run, executor, n_workers,
         blocks if executor == "local" else 1,
     )
-    summary["stac_catalog"] = None if catalog is None else catalog.relative_to(config.dir_output).as_posix()
     write_json_atomic(config.dir_output / SUMMARY, summary)
     _save_timeline(config, timeline)
     return RunReport(steps=steps, summary=summary)
+
+
+@dataclasses.dataclass
+class _Context:
+    config: Config
+    stager: TileStager
+    rasterizer: RasterTiler
+    state: RunState
+    runner: _Runner
+    inputs: list[Path]
+    damaged_geotiff: set[Key] = dataclasses.field(default_factory=set)
+
+    @property
+    def root(self) -> Path:
+        return self.config.dir_output
+
+
+def _STEPS(config: Config) -> list[tuple[str, Callable[[_Context, StepReport], None]]]:
+    return [
+        ("stage", _stage),
+        ("finalize", _finalize),
+        (f"rasterize z={config.z}", _rasterize),
+        ("parents", _parents),
+        ("web tiles", _web_tiles),
+    ]
+
+
+def _key(tile: Tile) -> Key:
+    return (tile.z, tile.x, tile.y)
+
+
+def _tile(key: Key) -> Tile:
+    return Tile(key[1], key[2], key[0])
+
+
+def _stage(ctx: _Context, rep: StepReport) -> None:
+    """1. stage (one task per input file; unchanged inputs are skipped)."""
+    stager, config = ctx.stager, ctx.config
+    inputs = ctx.inputs
+    stager.remove_orphans()  # left by a killed run
+    known = {stager.source_key(p) for p in inputs}
+    removed = 0
+    for m in stager.manifests():
+        if m["source"] not in known:
+            removed += stager.unstage(config.dir_input / m["source"])
+    todo = [p for p in inputs if not stager.is_staged(p)]
+    rep.total, rep.skipped = len(inputs), len(inputs) - len(todo)
+    for path, (ok, res) in zip(todo, ctx.runner.map("stage", stager.stage, todo, batch=False)):
+        if ok:
+            rep.done += 1
+        else:
+            _fail(rep, path, res)
+    if rep.done or removed or ctx.state.get_meta("inputs") is None or not config.filename_staging_summary.exists():
+        manifests = stager.manifests()
+        with ctx.state.transaction():
+            for m in manifests:
+                ctx.state.put_input(m["source"], str(m.get("token")), m["counts"])
+            ctx.state.drop_inputs(m["source"] for m in manifests)
+            ctx.state.set_meta("inputs", "recorded")
+        stager.write_summary()
+
+
+def _finalize(ctx: _Context, rep: StepReport) -> None:
+    """2. finalize (the per-tile reduce: duplicate flags); staged tiles recorded in the state."""
+    state, z = ctx.state, ctx.config.z
+    expected = {_key(t): fp for t, fp in ctx.stager.expected_fingerprints().items()}
+    recorded = {k: r.fingerprint for k, r in state.rows("staged").items()}
+    damaged = set(state.damaged("staged", ctx.root))
+    todo = {k for k, fp in expected.items() if recorded.get(k) != fp or k in damaged}
+    todo |= set(recorded) - set(expected)
+    if not recorded:  # staged tiles on disk that the state does not know (a run without state)
+        todo |= {_key(t) for t in ctx.stager.tiles.tiles_in("staged", z=z)} - set(expected) - set(recorded)
+    items = sorted(todo, key=lambda k: (k[1], k[2]))
+    rep.total = len(expected)
+    rep.skipped = max(0, rep.total - len(items))
+
+    def record(batch: list[Key], results: list[tuple[bool, Any]]) -> None:
+        with state.transaction():
+            for key, (ok, rec) in zip(batch, results):
+                if not ok:
+                    continue
+                if rec.get("removed"):
+                    state.delete("staged", key)
+                else:
+                    state.put("staged", key, TileRow(rec["fingerprint"], rec["files"], rec["info"], rec["seconds"]))
+                state.mark("geotiff", [key])
+
+    results = ctx.runner.map(
+        "finalize", functools.partial(finalize_task, ctx.stager), items, batch=True, on_done=record
+    )
+    _collect(rep, [tile_to_str(_tile(k)) for k in items], results)
+
+
+def _mark_settings(state: RunState, meta: str, value: str, kind: str, sources: Sequence[str]) -> None:
+    """A settings change: every tile of ``kind`` (and of each source kind) is looked at again."""
+    if state.get_meta(meta) != value:
+        with state.transaction():
+            for src in sources:
+                state.mark_all(kind, src)
+            state.set_meta(meta, value)
+
+
+def _geotiff_step(ctx: _Context, name: str, z: int, expected: Callable[[list[Key]], dict[Key, str]], task) -> TileStep:
+    tiles = ctx.rasterizer.tiles
+    lowest = tiles.min_zoom
+
+    def downstream(key: Key) -> list[tuple[str, Key]]:
+        out = [("web", key)]
+        if key[0] > lowest:
+            out.append(("geotiff", _key(tiles.get_parent_tile(_tile(key)))))
+        return out
+
+    return TileStep(
+        name=name, kind="geotiff", candidates=ctx.state.dirty("geotiff", z=z), expected=expected,
+        task=functools.partial(task, ctx.rasterizer),
+        remove=lambda key: tiles.path("geotiff", _tile(key)).unlink(missing_ok=True),
+        downstream=downstream,
+    )
+
+
+def _run_geotiff_step(ctx: _Context, rep: StepReport, step: TileStep, z: int) -> None:
+    todo, results = run_tile_step(ctx.state, step, ctx.runner, ctx.damaged_geotiff)
+    _collect(rep, [tile_to_str(_tile(k)) for k in todo], results)
+    total = ctx.state.count("geotiff", z=z)
+    rep.total += total
+    rep.skipped += total - sum(ok for ok, _ in results)
+
+
+def _rasterize(ctx: _Context, rep: StepReport) -> None:
+    """3. rasterize the staging zoom level (tiles whose staged tile changed, or damaged)."""
+    state, z = ctx.state, ctx.config.z
+    settings = _raster_settings(ctx.config)
+    _mark_settings(state, "raster_settings", settings, "geotiff", ("staged", "geotiff"))
+    ctx.damaged_geotiff = set(state.damaged("geotiff", ctx.root))
+    with state.transaction():
+        state.mark("geotiff", ctx.damaged_geotiff)
+
+    def expected(keys: list[Key]) -> dict[Key, str]:
+        return {k: _fingerprint(fp, settings) for k, fp in state.fingerprints("staged", keys).items()}
+
+    _run_geotiff_step(ctx, rep, _geotiff_step(ctx, "rasterize", z, expected, rasterize_task), z)
+
+
+def _parents(ctx: _Context, rep: StepReport) -> None:
+    """4. parents, one zoom level at a time down to the lowest."""
+    state, tiles = ctx.state, ctx.rasterizer.tiles
+    settings = _raster_settings(ctx.config)
+
+    def expected(keys: list[Key]) -> dict[Key, str]:
+        out = {}
+        for k in keys:
+            fps = state.fingerprints("geotiff", [_key(c) for c in tiles.get_child_tiles(_tile(k))])
+            if fps:
+                out[k] = _fingerprint(sorted(fps.values()), settings)
+        return out
+
+    for z in range(ctx.config.z - 1, tiles.min_zoom - 1, -1):
+        _run_geotiff_step(ctx, rep, _geotiff_step(ctx, f"parents z={z}", z, expected, parent_task), z)
+
+
+def _web_tiles(ctx: _Context, rep: StepReport) -> None:
+    """5. web tiles (every statistic of every GeoTIFF) and legends."""
+    state, config, tiles = ctx.state, ctx.config, ctx.rasterizer.tiles
+    style = _fingerprint([dataclasses.asdict(s) for s in config.statistics])
+    _mark_settings(state, "style", style, "web", ("geotiff", "web"))
+    damaged = set(state.damaged("web", ctx.root))
+    with state.transaction():
+        state.mark("web", damaged)
+
+    def expected(keys: list[Key]) -> dict[Key, str]:
+        return {k: _fingerprint(fp, style) for k, fp in state.fingerprints("geotiff", keys).items()}
+
+    def remove(key: Key) -> None:
+        for s in config.statistic_names:
+            tiles.path("web_tiles", _tile(key), s).unlink(missing_ok=True)
+
+    step = TileStep(
+        name="web tiles", kind="web", candidates=state.dirty("web"), expected=expected,
+        task=functools.partial(webtile_task, ctx.rasterizer), remove=remove, downstream=lambda key: [],
+    )
+    todo, results = run_tile_step(state, step, ctx.runner, damaged)
+    _collect(rep, [tile_to_str(_tile(k)) for k in todo], results)
+    rep.total = state.count("web")
+    rep.skipped = rep.total - sum(ok for ok, _ in results)
+    # legends: rewritten only when their look changed (or one is missing)
+    legend_fp = _fingerprint(style, config.z)
+    legends = [config.dir_web_tiles / s.name / "legend.png" for s in config.statistics]
+    if state.get_meta("legends") != legend_fp or not all(p.exists() for p in legends):
+        ctx.rasterizer.write_legends()
+        state.set_meta("legends", legend_fp)
+    _publish(ctx)
+
+
+def _publish(ctx: _Context) -> None:
+    """Raster summary, STAC catalogue and map page, from the state, when an output changed since."""
+    from grouputils.catalog import catalog_path, write_stac_catalog
+    from grouputils.webmap import write_map_page
+
+    state, config = ctx.state, ctx.config
+    generation = str(state.generation)
+    wanted = [config.filename_rasterization_summary, config.dir_output / "index.html"]
+    has_tiles = state.count("geotiff") > 0
+    if has_tiles:
+        wanted.append(catalog_path(config))
+    if state.get_meta("published") == generation and all(p.exists() for p in wanted):
+        return
+    write_text_atomic(config.filename_rasterization_summary, raster_summary(state, config).to_csv(index=False))
+    if has_tiles:
+        write_stac_catalog(config)
+    else:
+        shutil.rmtree(config.dir_output / "stac", ignore_errors=True)
+    write_map_page(config)
+    state.set_meta("published", generation)
 
 
 #: Fields of a Statistic that shape the GeoTIFFs (palette, value_range and
@@ -600,27 +667,6 @@ def _raster_settings(config: Config) -> str:
     """Fingerprint of the settings a GeoTIFF depends on (besides its inputs)."""
     stats = [{f: getattr(s, f) for f in _RASTER_FIELDS} for s in config.statistics]
     return _fingerprint(config.fingerprint("tms", "z", "tile_size"), stats)
-
-
-def _parse(text: str) -> Tile:
-    from grouputils.tiles import str_to_tile
-
-    return str_to_tile(text)
-
-
-def _sort_key(t: Tile) -> tuple[int, int, int]:
-    return (-t.z, t.x, t.y)
-
-
-def _record(
-    done: dict[str, str], want: dict[str, str], saver: _ManifestWriter, items: list[Any], results: list[tuple[bool, Any]]
-) -> None:
-    """Note the outputs of a finished batch as up to date (items are tiles or tile paths)."""
-    for item, (ok, _) in zip(items, results):
-        if ok:
-            key = tile_to_str(item if isinstance(item, Tile) else tile_from_path(item))
-            done[key] = want[key]
-    saver.maybe()
 
 
 def _collect(rep: StepReport, items: Sequence[Any], results: Sequence[tuple[bool, Any]]) -> None:
@@ -636,57 +682,25 @@ def _fail(rep: StepReport, item: Any, error: Any) -> None:
     log.error("%s failed on %s: %s", rep.name, item, error)
 
 
-def _finish(rep: StepReport, prof, timeline: list) -> None:
+def _finish(rep: StepReport, prof: Any, timeline: list[Any]) -> None:
     rep.seconds = prof.wall_s
     rep.peak_rss_mb = prof.peak_rss_bytes / 1e6
     timeline.append((rep.name, prof))
     log.info("%s: %d done, %d up to date, %d failed in %.1f s", rep.name, rep.done, rep.skipped, len(rep.failed), rep.seconds)
 
 
-def _remove_stale(rasterizer: RasterTiler, geo: dict[str, str], keep: set[str], z: int) -> None:
-    """Delete GeoTIFFs (and their web tiles) of zoom ``z`` whose inputs are gone."""
-    tiles = rasterizer.tiles
-    on_disk = {tile_to_str(tile_from_path(p)) for p in tiles.get_filenames_from_dir("geotiff", z=z)}
-    for k in (on_disk | {k for k in geo if f"z={z})" in k}) - keep:
-        t = _parse(k)
-        tiles.path("geotiff", t).unlink(missing_ok=True)
-        for s in rasterizer.config.statistic_names:
-            tiles.path("web_tiles", t, s).unlink(missing_ok=True)
-        geo.pop(k, None)
-
-
 def _summary(
-    config: Config, stager: TileStager, steps: list[StepReport], startup_s: float, wall_s: float,
+    config: Config, state_path: Path, steps: list[StepReport], startup_s: float, wall_s: float,
     executor: str, workers: int, blocks: int,
 ) -> dict[str, Any]:
-    manifests = stager.manifests()
-    read = sum(m["counts"]["read"] for m in manifests)
-    repaired = sum(m["counts"]["repaired"] for m in manifests)
-    dropped = sum(m["counts"]["dropped"] for m in manifests)
-    unique = dup = 0
-    for p in stager.tiles.get_filenames_from_dir("staged", z=config.z):
-        df = pyogrio.read_dataframe(
-            p, layer=STAGED_LAYER, columns=["staging_centroid_within_tile", "staging_duplicated"], read_geometry=False
-        )
-        within = df["staging_centroid_within_tile"].to_numpy(bool)
-        d = df["staging_duplicated"].to_numpy(bool)
-        unique += int((within & ~d).sum())
-        dup += int((within & d).sum())
-    from grouputils.rasterize import covered_area_m2
+    """The run summary, from the state alone (no output is re-opened)."""
+    from grouputils.catalog import catalog_path
 
-    tiles_per_zoom = {
-        z: len(stager.tiles.get_filenames_from_dir("geotiff", z=z)) for z in range(config.z, -1, -1)
-    }
+    with RunState(state_path) as state:
+        totals = run_totals(state, config)
+    catalog = catalog_path(config)
     return {
-        "input_files": len(manifests),
-        "polygons_read": read,
-        "unique_polygons": unique,
-        "duplicates_flagged": dup,
-        "polygons_repaired": repaired,
-        "polygons_dropped": dropped,
-        "covered_area_km2": covered_area_m2(config) / 1e6,
-        "staged_tiles": len(stager.tiles.get_filenames_from_dir("staged", z=config.z)),
-        "geotiff_tiles_per_zoom": tiles_per_zoom,
+        **totals,
         "executor": executor,
         "workers": workers,
         "blocks": blocks,
@@ -694,6 +708,7 @@ def _summary(
         "wall_s": round(wall_s, 3),
         "steps": [dataclasses.asdict(s) for s in steps],
         "failures": [dict(f, step=s.name) for s in steps for f in s.failed],
+        "stac_catalog": catalog.relative_to(config.dir_output).as_posix() if totals["staged_tiles"] and catalog.exists() else None,
     }
 
 
