@@ -159,10 +159,14 @@ def _run_task(func: Callable[[Any], Any], item: Any) -> Any:
 class _Runner:
     """Maps functions over items on one executor, with progress, kill hook and partial results."""
 
-    def __init__(self, executor: Executor, workers: int, progress: bool) -> None:
+    def __init__(
+        self, executor: Executor, workers: int, progress: bool, start: Callable[[], float] | None = None
+    ) -> None:
         self.executor = executor
         self.workers = workers
         self.progress = progress
+        self._start = start  # loads the executor on first use: a run with nothing to do starts no worker
+        self.startup_s = 0.0
         kill = os.environ.get(KILL_HOOK, "")
         self.kill_step, _, n = kill.rpartition(":")
         self.kill_after = int(n) if n else None
@@ -214,6 +218,9 @@ class _Runner:
         import concurrent.futures
 
         import parsl
+
+        if self._start is not None:
+            self.startup_s, self._start = self._start(), None
 
         app = parsl.python_app(_run_task, data_flow_kernel=parsl.dfk(), cache=False)
         futures = {app(task, b): i for i, b in enumerate(batches)}
@@ -425,15 +432,20 @@ def run_pipeline(
     steps: list[StepReport] = []
     timeline: list[Any] = []
     t_run = time.perf_counter()
-    with RunState(state_path) as state, _executor(executor, n_workers, config, slurm, blocks) as startup_s:
-        runner = _Runner(executor, n_workers * (blocks if executor == "local" else 1), progress)
+    with RunState(state_path) as state, contextlib.ExitStack() as stack:
+        def start() -> float:
+            return stack.enter_context(_executor(executor, n_workers, config, slurm, blocks))
+
+        runner = _Runner(executor, n_workers * (blocks if executor == "local" else 1), progress, start)
         ctx = _Context(config, stager, rasterizer, state, runner, inputs)
         for name, func in _STEPS(config):
             rep = StepReport(name)
             steps.append(rep)
+            before = runner.startup_s
             with profile_resources() as prof:
                 func(ctx, rep)
-            _finish(rep, prof, timeline)
+            _finish(rep, prof, timeline, startup_s=runner.startup_s - before)
+        startup_s = runner.startup_s
 
     # 6. STAC catalogue, map page and summaries (this process), only when an output changed
     summary = _summary(
@@ -682,8 +694,8 @@ def _fail(rep: StepReport, item: Any, error: Any) -> None:
     log.error("%s failed on %s: %s", rep.name, item, error)
 
 
-def _finish(rep: StepReport, prof: Any, timeline: list[Any]) -> None:
-    rep.seconds = prof.wall_s
+def _finish(rep: StepReport, prof: Any, timeline: list[Any], startup_s: float = 0.0) -> None:
+    rep.seconds = max(0.0, prof.wall_s - startup_s)  # the executor's start-up is reported apart
     rep.peak_rss_mb = prof.peak_rss_bytes / 1e6
     timeline.append((rep.name, prof))
     log.info("%s: %d done, %d up to date, %d failed in %.1f s", rep.name, rep.done, rep.skipped, len(rep.failed), rep.seconds)
