@@ -109,6 +109,8 @@ class RunState:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self._in_transaction = False
+        self._changed = False
 
     def close(self) -> None:
         """Checkpoint and close (the WAL file is folded back into the database)."""
@@ -123,7 +125,7 @@ class RunState:
     # ------------------------------------------------------------ transactions
     def transaction(self) -> _Transaction:
         """A context manager: ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error)."""
-        return _Transaction(self.db)
+        return _Transaction(self)
 
     # -------------------------------------------------------------------- meta
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -141,6 +143,9 @@ class RunState:
         return int(self.get_meta("generation", "0") or 0)
 
     def _bump(self) -> None:
+        if self._in_transaction:  # once per transaction, at its commit
+            self._changed = True
+            return
         self.db.execute(
             "INSERT INTO meta VALUES ('generation', '1') "
             "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
@@ -209,9 +214,13 @@ class RunState:
 
     def put(self, kind: str, key: Key, row: TileRow) -> None:
         """Record (or replace) one tile."""
-        self.db.execute(
+        self.put_many(kind, [(key, row)])
+
+    def put_many(self, kind: str, rows: Iterable[tuple[Key, TileRow]]) -> None:
+        """Record (or replace) many tiles."""
+        self.db.executemany(
             "INSERT OR REPLACE INTO tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (kind, *key, row.fingerprint, json.dumps(row.files), json.dumps(row.info), row.seconds),
+            ((kind, *k, r.fingerprint, json.dumps(r.files), json.dumps(r.info), r.seconds) for k, r in rows),
         )
         self._bump()
 
@@ -238,7 +247,11 @@ class RunState:
 
     def clean(self, kind: str, key: Key) -> None:
         """The tile is up to date for the ``kind`` step."""
-        self.db.execute("DELETE FROM dirty WHERE kind=? AND z=? AND x=? AND y=?", (kind, *key))
+        self.clean_many(kind, [key])
+
+    def clean_many(self, kind: str, keys: Iterable[Key]) -> None:
+        """The tiles are up to date for the ``kind`` step."""
+        self.db.executemany("DELETE FROM dirty WHERE kind=? AND z=? AND x=? AND y=?", ((kind, *k) for k in keys))
 
     def dirty(self, kind: str, z: int | None = None) -> list[Key]:
         """Tiles marked for the ``kind`` step (of zoom ``z``), sorted by z, x, y."""
@@ -273,15 +286,23 @@ def _intact(root: Path, files: list[list[Any]]) -> bool:
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, state: RunState) -> None:
+        self.state = state
 
     def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
+        self.state.db.execute("BEGIN IMMEDIATE")
+        self.state._in_transaction, self.state._changed = True, False
+        return self.state.db
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        st = self.state
+        st._in_transaction = False
+        if exc_type is None:
+            if st._changed:
+                st._bump()
+            st.db.execute("COMMIT")
+        else:
+            st.db.execute("ROLLBACK")
 
 
 def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -171,12 +171,18 @@ def run_tile_step(
                 todo.append(key)
 
     def record(items: list[Key], results: list[tuple[bool, Any]]) -> None:
+        done = [(key, rec) for key, (ok, rec) in zip(items, results) if ok]
         with state.transaction():
-            for key, (ok, rec) in zip(items, results):
-                if ok:
-                    state.put(step.kind, key, TileRow(want[key], rec["files"], rec["info"], rec["seconds"]))
-                    state.clean(step.kind, key)
-                    _mark_downstream(state, step, key)
+            state.put_many(
+                step.kind, ((k, TileRow(want[k], r["files"], r["info"], r["seconds"])) for k, r in done)
+            )
+            state.clean_many(step.kind, (k for k, _ in done))
+            marks: dict[str, set[Key]] = {}
+            for key, _ in done:
+                for kind, k in step.downstream(key):
+                    marks.setdefault(kind, set()).add(k)
+            for kind, ks in marks.items():
+                state.mark(kind, ks)
 
     results = runner.map(step.name, step.task, todo, batch=True, on_done=record) if todo else []
     return todo, results
