@@ -570,3 +570,11 @@ def test_the_run_state_replaces_the_manifest_and_matches_the_outputs(reference: 
     assert (out / "raster_summary.csv").read_text() == from_tags
     summary = json.loads((out / "run-summary.json").read_text())
     assert summary["covered_area_km2"] == pytest.approx(covered_area_m2(reference.config) / 1e6, rel=1e-9)
+
+
+def test_a_rerun_with_nothing_to_do_starts_no_worker_pool(reference: Run, copied: Run) -> None:
+    report = run_pipeline(copied.config, executor="local", workers=2, progress=False)
+    assert report.ok and all(s.done == 0 and s.skipped == s.total for s in report.steps)
+    assert report.summary["executor_startup_s"] == 0.0
+    assert not list(copied.out.rglob("*runinfo*"))  # Parsl never loaded
+    assert_same_outputs(reference.out, copied.out)
