@@ -52,12 +52,14 @@ BATCH = 500
 
 
 class FakeRunner:
-    """The pipeline runner's ``map`` without work: a record per item, batches reported as they finish."""
+    """The pipeline runner's ``map`` without work: a record per item, batch by batch."""
 
     def __init__(self) -> None:
         self.tasks = 0
 
-    def map(self, name: str, func: Callable[[Any], Any], items: list[Any], *, batch: bool, on_done=None):
+    def map(
+        self, name: str, func: Callable[[Any], Any], items: list[Any], *, batch: bool, on_done=None
+    ):
         results = []
         for i in range(0, len(items), BATCH):
             chunk = items[i : i + BATCH]
@@ -71,10 +73,21 @@ class FakeRunner:
 
 def fake_record(key: Key) -> dict[str, Any]:
     z, x, y = key
-    info = {"kind": "rasterized", "n_rows": 40, "n_counted": 30, "n_duplicated": 2, "n_data_pixels": 9000,
-            "covered_m2": 1234.5, "number_IWP_per_pixel_sum": 30.0, "prop_pixel_covered_by_IWP_mean": 0.1}
-    return {"files": [[f"geotiff/WorldCRS84Quad/{z}/{x}/{y}.tif", 123456, 1_700_000_000_000_000_000]],
-            "info": info, "seconds": 0.1}
+    info = {
+        "kind": "rasterized",
+        "n_rows": 40,
+        "n_counted": 30,
+        "n_duplicated": 2,
+        "n_data_pixels": 9000,
+        "covered_m2": 1234.5,
+        "number_IWP_per_pixel_sum": 30.0,
+        "prop_pixel_covered_by_IWP_mean": 0.1,
+    }
+    return {
+        "files": [[f"geotiff/WorldCRS84Quad/{z}/{x}/{y}.tif", 123456, 1_700_000_000_000_000_000]],
+        "info": info,
+        "seconds": 0.1,
+    }
 
 
 def passes(state: RunState, tiles: Tiles, runner: FakeRunner) -> None:
@@ -89,7 +102,9 @@ def passes(state: RunState, tiles: Tiles, runner: FakeRunner) -> None:
         return out
 
     def z13(keys: list[Key]) -> dict[Key, str]:
-        return {k: fingerprint(fp, settings) for k, fp in state.fingerprints("staged", keys).items()}
+        return {
+            k: fingerprint(fp, settings) for k, fp in state.fingerprints("staged", keys).items()
+        }
 
     def parents(keys: list[Key]) -> dict[Key, str]:
         out = {}
@@ -101,12 +116,27 @@ def passes(state: RunState, tiles: Tiles, runner: FakeRunner) -> None:
         return out
 
     for z in range(Z, -1, -1):
-        step = TileStep(f"z{z}", "geotiff", state.dirty("geotiff", z=z), z13 if z == Z else parents,
-                        fake_record, lambda k: None, downstream)
+        step = TileStep(
+            f"z{z}",
+            "geotiff",
+            state.dirty("geotiff", z=z),
+            z13 if z == Z else parents,
+            fake_record,
+            lambda k: None,
+            downstream,
+        )
         run_tile_step(state, step, runner, set())
-    web = TileStep("web", "web", state.dirty("web"),
-                   lambda keys: {k: fingerprint(fp, "style") for k, fp in state.fingerprints("geotiff", keys).items()},
-                   fake_record, lambda k: None, lambda k: [])
+    web = TileStep(
+        "web",
+        "web",
+        state.dirty("web"),
+        lambda keys: {
+            k: fingerprint(fp, "style") for k, fp in state.fingerprints("geotiff", keys).items()
+        },
+        fake_record,
+        lambda k: None,
+        lambda k: [],
+    )
     run_tile_step(state, web, runner, set())
 
 
@@ -133,7 +163,13 @@ def one_size(n: int, folder: Path) -> dict[str, tuple[float, float, int]]:
         for i in range(0, len(keys), BATCH):
             with state.transaction():
                 chunk = keys[i : i + BATCH]
-                state.put_many("staged", ((k, TileRow(f"fp{k}", [["s", 1, 1]], {"duplicates_within": 1})) for k in chunk))
+                state.put_many(
+                    "staged",
+                    (
+                        (k, TileRow(f"fp{k}", [["s", 1, 1]], {"duplicates_within": 1}))
+                        for k in chunk
+                    ),
+                )
                 state.mark("geotiff", chunk)
         passes(state, tiles, runner)
         return runner.tasks
@@ -157,9 +193,13 @@ def one_size(n: int, folder: Path) -> dict[str, tuple[float, float, int]]:
         (folder / "raster_summary.csv").write_text(frame.to_csv(index=False))
         return len(frame)
 
-    for name, func in (("record (first run)", first_run), ("rerun, 1 input changed", one_changed),
-                       ("rerun, nothing changed", noop), ("summary totals", lambda: run_totals(state, config)),
-                       ("catalogue index (CSV)", index)):
+    for name, func in (
+        ("record (first run)", first_run),
+        ("rerun, 1 input changed", one_changed),
+        ("rerun, nothing changed", noop),
+        ("summary totals", lambda: run_totals(state, config)),
+        ("catalogue index (CSV)", index),
+    ):
         s, mb, out = measure(func)
         rows[name] = (s, mb, out if isinstance(out, int) else 0)
     state.close()
@@ -183,11 +223,23 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for n in results:
             s, mb, tasks = results[n][name]
-            cells.append(f"{s:9.1f} MB" if name == "state file MB" else f"{s:8.3f}s {mb:6.1f}MB {tasks:>5}" if tasks < 10**5
-                         else f"{s:8.3f}s {mb:6.1f}MB  many")
+            cells.append(
+                f"{s:9.1f} MB"
+                if name == "state file MB"
+                else f"{s:8.3f}s {mb:6.1f}MB {tasks:>5}"
+                if tasks < 10**5
+                else f"{s:8.3f}s {mb:6.1f}MB  many"
+            )
         sizes = list(results)
-        growth = [results[b][name][0] / max(results[a][name][0], 1e-9) for a, b in zip(sizes, sizes[1:])]
-        print(f"{name:26s}" + "".join(f"{c:>22s}" for c in cells) + "   " + ", ".join(f"{g:.1f}x" for g in growth))
+        growth = [
+            results[b][name][0] / max(results[a][name][0], 1e-9) for a, b in zip(sizes, sizes[1:])
+        ]
+        print(
+            f"{name:26s}"
+            + "".join(f"{c:>22s}" for c in cells)
+            + "   "
+            + ", ".join(f"{g:.1f}x" for g in growth)
+        )
     print("\n(cells: seconds, growth of peak RSS, tasks run; a rerun's growth should stay near 1x)")
     return 0
 

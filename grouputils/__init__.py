@@ -14,17 +14,38 @@ from typing import TYPE_CHECKING, Any
 #: so ``import grouputils`` and ``grouputils --help`` stay light (no geopandas).
 _LAZY = {
     **dict.fromkeys(("Config", "Statistic", "load_config_file"), "grouputils.config"),
-    **dict.fromkeys(("ConfigError", "InputError", "NotFinalizedError", "OutputError"), "grouputils.errors"),
+    **dict.fromkeys(
+        ("ConfigError", "InputError", "NotFinalizedError", "OutputError"), "grouputils.errors"
+    ),
     **dict.fromkeys(
         (
-            "TaskError", "WorkerCapWarning", "choose_batch_size", "clamp_workers", "core_limits", "local_config",
-            "make_batch", "parallel_map", "serial_map", "slurm_config", "usable_cores",
+            "TaskError",
+            "WorkerCapWarning",
+            "choose_batch_size",
+            "clamp_workers",
+            "core_limits",
+            "local_config",
+            "make_batch",
+            "parallel_map",
+            "serial_map",
+            "slurm_config",
+            "usable_cores",
         ),
         "grouputils.parallel",
     ),
-    **dict.fromkeys(("BasemapWarning", "plot_profile", "plot_sweep", "plot_tiles"), "grouputils.plotting"),
     **dict.fromkeys(
-        ("Profiled", "ResourceProfile", "SweepResult", "Verdict", "classify_bound", "profile_resources", "sweep_workers"),
+        ("BasemapWarning", "plot_profile", "plot_sweep", "plot_tiles"), "grouputils.plotting"
+    ),
+    **dict.fromkeys(
+        (
+            "Profiled",
+            "ResourceProfile",
+            "SweepResult",
+            "Verdict",
+            "classify_bound",
+            "profile_resources",
+            "sweep_workers",
+        ),
         "grouputils.profiling",
     ),
     **dict.fromkeys(("RasterTiler", "initialize_rasterizer"), "grouputils.rasterize"),
@@ -35,7 +56,12 @@ _LAZY = {
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from grouputils.config import Config, Statistic, load_config_file  # noqa: F401
-    from grouputils.errors import ConfigError, InputError, NotFinalizedError, OutputError  # noqa: F401
+    from grouputils.errors import (  # noqa: F401
+        ConfigError,
+        InputError,
+        NotFinalizedError,
+        OutputError,
+    )
     from grouputils.parallel import (  # noqa: F401
         TaskError,
         WorkerCapWarning,
@@ -49,7 +75,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
         slurm_config,
         usable_cores,
     )
-    from grouputils.plotting import BasemapWarning, plot_profile, plot_sweep, plot_tiles  # noqa: F401
+    from grouputils.plotting import (  # noqa: F401
+        BasemapWarning,
+        plot_profile,
+        plot_sweep,
+        plot_tiles,
+    )
     from grouputils.profiling import (  # noqa: F401
         Profiled,
         ResourceProfile,

@@ -489,7 +489,11 @@ def _summary(
         "wall_s": round(wall_s, 3),
         "steps": [dataclasses.asdict(s) for s in steps],
         "failures": [dict(f, step=s.name) for s in steps for f in s.failed],
-        "stac_catalog": catalog.relative_to(config.dir_output).as_posix() if totals["staged_tiles"] and catalog.exists() else None,
+        "stac_catalog": (
+            catalog.relative_to(config.dir_output).as_posix()
+            if sum(totals["geotiff_tiles_per_zoom"].values()) and catalog.exists()
+            else None
+        ),
     }
 
 

@@ -51,7 +51,9 @@ def run_totals(state: RunState, config: Config) -> dict[str, Any]:
         "duplicates_flagged": int(state.info_total("staged", "duplicates_within")),
         "polygons_repaired": inputs["repaired"],
         "polygons_dropped": inputs["dropped"],
-        "covered_area_km2": state.info_total("geotiff", "covered_m2", z=config.z) / 1e6 if has_coverage else float("nan"),
+        "covered_area_km2": state.info_total("geotiff", "covered_m2", z=config.z) / 1e6
+        if has_coverage
+        else float("nan"),
         "staged_tiles": state.count("staged"),
         "geotiff_tiles_per_zoom": {z: per_zoom.get(z, 0) for z in range(config.z, -1, -1)},
     }
@@ -79,7 +81,13 @@ def raster_summary(state: RunState, config: Config) -> pd.DataFrame:
     band_cols = [f"{n}_{b}" for n in config.statistic_names for b in BAND_FIELDS]
     rows = []
     for (z, x, y), row in state.rows("geotiff").items():
-        rec: dict[str, Any] = {"tile": tile_to_str(Tile(x, y, z)), "z": z, "x": x, "y": y, "path": row.files[0][0]}
+        rec: dict[str, Any] = {
+            "tile": tile_to_str(Tile(x, y, z)),
+            "z": z,
+            "x": x,
+            "y": y,
+            "path": row.files[0][0],
+        }
         for key in SUMMARY_FIELDS:
             rec[key] = row.info.get(key)
         for col in band_cols:

@@ -23,7 +23,14 @@ from grouputils.rasterize import RasterTiler
 from grouputils.reports import raster_summary
 from grouputils.staging import TileStager
 from grouputils.state import Key, RunState, TileRow
-from grouputils.steps import TileStep, finalize_task, parent_task, rasterize_task, run_tile_step, webtile_task
+from grouputils.steps import (
+    TileStep,
+    finalize_task,
+    parent_task,
+    rasterize_task,
+    run_tile_step,
+    webtile_task,
+)
 from grouputils.steps import fingerprint as _fingerprint
 from grouputils.tiles import Tile, tile_to_str
 
@@ -83,7 +90,12 @@ def _stage(ctx: Context, rep: Any) -> None:
             rep.done += 1
         else:
             fail(rep, path, res)
-    if rep.done or removed or ctx.state.get_meta("inputs") is None or not config.filename_staging_summary.exists():
+    if (
+        rep.done
+        or removed
+        or ctx.state.get_meta("inputs") is None
+        or not config.filename_staging_summary.exists()
+    ):
         manifests = stager.manifests()
         with ctx.state.transaction():
             for m in manifests:
@@ -102,7 +114,11 @@ def _finalize(ctx: Context, rep: Any) -> None:
     todo = {k for k, fp in expected.items() if recorded.get(k) != fp or k in damaged}
     todo |= set(recorded) - set(expected)
     if not recorded:  # staged tiles on disk that the state does not know (a run without state)
-        todo |= {_key(t) for t in ctx.stager.tiles.tiles_in("staged", z=z)} - set(expected) - set(recorded)
+        todo |= (
+            {_key(t) for t in ctx.stager.tiles.tiles_in("staged", z=z)}
+            - set(expected)
+            - set(recorded)
+        )
     items = sorted(todo, key=lambda k: (k[1], k[2]))
     rep.total = len(expected)
     rep.skipped = max(0, rep.total - len(items))
@@ -115,7 +131,11 @@ def _finalize(ctx: Context, rep: Any) -> None:
                 if rec.get("removed"):
                     state.delete("staged", key)
                 else:
-                    state.put("staged", key, TileRow(rec["fingerprint"], rec["files"], rec["info"], rec["seconds"]))
+                    state.put(
+                        "staged",
+                        key,
+                        TileRow(rec["fingerprint"], rec["files"], rec["info"], rec["seconds"]),
+                    )
                 state.mark("geotiff", [key])
 
     results = ctx.runner.map(
@@ -124,7 +144,9 @@ def _finalize(ctx: Context, rep: Any) -> None:
     collect(rep, [tile_to_str(_tile(k)) for k in items], results)
 
 
-def _mark_settings(state: RunState, meta: str, value: str, kind: str, sources: Sequence[str]) -> None:
+def _mark_settings(
+    state: RunState, meta: str, value: str, kind: str, sources: Sequence[str]
+) -> None:
     """A settings change: every tile of ``kind`` (and of each source kind) is looked at again."""
     if state.get_meta(meta) != value:
         with state.transaction():
@@ -133,7 +155,9 @@ def _mark_settings(state: RunState, meta: str, value: str, kind: str, sources: S
             state.set_meta(meta, value)
 
 
-def _geotiff_step(ctx: Context, name: str, z: int, expected: Callable[[list[Key]], dict[Key, str]], task) -> TileStep:
+def _geotiff_step(
+    ctx: Context, name: str, z: int, expected: Callable[[list[Key]], dict[Key, str]], task
+) -> TileStep:
     tiles = ctx.rasterizer.tiles
     lowest = tiles.min_zoom
 
@@ -144,7 +168,10 @@ def _geotiff_step(ctx: Context, name: str, z: int, expected: Callable[[list[Key]
         return out
 
     return TileStep(
-        name=name, kind="geotiff", candidates=ctx.state.dirty("geotiff", z=z), expected=expected,
+        name=name,
+        kind="geotiff",
+        candidates=ctx.state.dirty("geotiff", z=z),
+        expected=expected,
         task=functools.partial(task, ctx.rasterizer),
         remove=lambda key: tiles.path("geotiff", _tile(key)).unlink(missing_ok=True),
         downstream=downstream,
@@ -169,7 +196,9 @@ def _rasterize(ctx: Context, rep: Any) -> None:
         state.mark("geotiff", ctx.damaged_geotiff)
 
     def expected(keys: list[Key]) -> dict[Key, str]:
-        return {k: _fingerprint(fp, settings) for k, fp in state.fingerprints("staged", keys).items()}
+        return {
+            k: _fingerprint(fp, settings) for k, fp in state.fingerprints("staged", keys).items()
+        }
 
     _run_geotiff_step(ctx, rep, _geotiff_step(ctx, "rasterize", z, expected, rasterize_task), z)
 
@@ -188,7 +217,9 @@ def _parents(ctx: Context, rep: Any) -> None:
         return out
 
     for z in range(ctx.config.z - 1, tiles.min_zoom - 1, -1):
-        _run_geotiff_step(ctx, rep, _geotiff_step(ctx, f"parents z={z}", z, expected, parent_task), z)
+        _run_geotiff_step(
+            ctx, rep, _geotiff_step(ctx, f"parents z={z}", z, expected, parent_task), z
+        )
 
 
 def _web_tiles(ctx: Context, rep: Any) -> None:
@@ -208,8 +239,13 @@ def _web_tiles(ctx: Context, rep: Any) -> None:
             tiles.path("web_tiles", _tile(key), s).unlink(missing_ok=True)
 
     step = TileStep(
-        name="web tiles", kind="web", candidates=state.dirty("web"), expected=expected,
-        task=functools.partial(webtile_task, ctx.rasterizer), remove=remove, downstream=lambda key: [],
+        name="web tiles",
+        kind="web",
+        candidates=state.dirty("web"),
+        expected=expected,
+        task=functools.partial(webtile_task, ctx.rasterizer),
+        remove=remove,
+        downstream=lambda key: [],
     )
     todo, results = run_tile_step(state, step, ctx.runner, damaged)
     collect(rep, [tile_to_str(_tile(k)) for k in todo], results)
@@ -237,7 +273,9 @@ def _publish(ctx: Context) -> None:
         wanted.append(catalog_path(config))
     if state.get_meta("published") == generation and all(p.exists() for p in wanted):
         return
-    write_text_atomic(config.filename_rasterization_summary, raster_summary(state, config).to_csv(index=False))
+    write_text_atomic(
+        config.filename_rasterization_summary, raster_summary(state, config).to_csv(index=False)
+    )
     if has_tiles:
         write_stac_catalog(config)
     else:

@@ -152,11 +152,20 @@ class RunState:
         )
 
     # ------------------------------------------------------------------ inputs
-    def put_input(self, source: str, fingerprint: str, counts: dict[str, int], seconds: float = 0.0) -> None:
+    def put_input(
+        self, source: str, fingerprint: str, counts: dict[str, int], seconds: float = 0.0
+    ) -> None:
         """Record one staged input file."""
         self.db.execute(
             "INSERT OR REPLACE INTO inputs VALUES (?, ?, ?, ?, ?, ?)",
-            (source, fingerprint, counts.get("read", 0), counts.get("repaired", 0), counts.get("dropped", 0), seconds),
+            (
+                source,
+                fingerprint,
+                counts.get("read", 0),
+                counts.get("repaired", 0),
+                counts.get("dropped", 0),
+                seconds,
+            ),
         )
 
     def drop_inputs(self, keep: Iterable[str]) -> None:
@@ -175,7 +184,10 @@ class RunState:
     # ------------------------------------------------------------------- tiles
     def rows(self, kind: str, z: int | None = None) -> dict[Key, TileRow]:
         """Every recorded tile of ``kind`` (of zoom ``z``)."""
-        sql, args = "SELECT z, x, y, fingerprint, files, info, seconds FROM tiles WHERE kind=?", [kind]
+        sql, args = (
+            "SELECT z, x, y, fingerprint, files, info, seconds FROM tiles WHERE kind=?",
+            [kind],
+        )
         if z is not None:
             sql, args = sql + " AND z=?", [kind, z]
         return {
@@ -199,7 +211,8 @@ class RunState:
         sql, args = "SELECT z, x, y FROM tiles WHERE kind=?", [kind]
         if z is not None:
             sql, args = sql + " AND z=?", [kind, z]
-        return [tuple(r) for r in self.db.execute(sql + " ORDER BY z, x, y", args)]  # type: ignore[misc]
+        rows = self.db.execute(sql + " ORDER BY z, x, y", args)
+        return [(int(z), int(x), int(y)) for z, x, y in rows]
 
     def count(self, kind: str, z: int | None = None) -> int:
         """Number of recorded tiles of ``kind`` (of zoom ``z``)."""
@@ -210,7 +223,12 @@ class RunState:
 
     def zooms(self, kind: str) -> dict[int, int]:
         """Tiles of ``kind`` per zoom level."""
-        return {z: n for z, n in self.db.execute("SELECT z, COUNT(*) FROM tiles WHERE kind=? GROUP BY z", (kind,))}
+        return {
+            z: n
+            for z, n in self.db.execute(
+                "SELECT z, COUNT(*) FROM tiles WHERE kind=? GROUP BY z", (kind,)
+            )
+        }
 
     def put(self, kind: str, key: Key, row: TileRow) -> None:
         """Record (or replace) one tile."""
@@ -220,7 +238,10 @@ class RunState:
         """Record (or replace) many tiles."""
         self.db.executemany(
             "INSERT OR REPLACE INTO tiles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            ((kind, *k, r.fingerprint, json.dumps(r.files), json.dumps(r.info), r.seconds) for k, r in rows),
+            (
+                (kind, *k, r.fingerprint, json.dumps(r.files), json.dumps(r.info), r.seconds)
+                for k, r in rows
+            ),
         )
         self._bump()
 
@@ -231,7 +252,10 @@ class RunState:
 
     def info_total(self, kind: str, field: str, z: int | None = None) -> float:
         """Sum of ``info[field]`` over the tiles of ``kind`` (of zoom ``z``)."""
-        sql, args = "SELECT TOTAL(json_extract(info, '$.' || ?)) FROM tiles WHERE kind=?", [field, kind]
+        sql, args = (
+            "SELECT TOTAL(json_extract(info, '$.' || ?)) FROM tiles WHERE kind=?",
+            [field, kind],
+        )
         if z is not None:
             sql, args = sql + " AND z=?", [field, kind, z]
         return float(self.db.execute(sql, args).fetchone()[0])
@@ -239,11 +263,16 @@ class RunState:
     # ------------------------------------------------------------------- dirty
     def mark(self, kind: str, keys: Iterable[Key]) -> None:
         """Add tiles to look at on the next pass of the ``kind`` step."""
-        self.db.executemany("INSERT OR IGNORE INTO dirty VALUES (?, ?, ?, ?)", ((kind, *k) for k in keys))
+        self.db.executemany(
+            "INSERT OR IGNORE INTO dirty VALUES (?, ?, ?, ?)", ((kind, *k) for k in keys)
+        )
 
     def mark_all(self, kind: str, source_kind: str) -> None:
         """Mark every recorded tile of ``source_kind`` as dirty for ``kind`` (a settings change)."""
-        self.db.execute("INSERT OR IGNORE INTO dirty SELECT ?, z, x, y FROM tiles WHERE kind=?", (kind, source_kind))
+        self.db.execute(
+            "INSERT OR IGNORE INTO dirty SELECT ?, z, x, y FROM tiles WHERE kind=?",
+            (kind, source_kind),
+        )
 
     def clean(self, kind: str, key: Key) -> None:
         """The tile is up to date for the ``kind`` step."""
@@ -251,14 +280,17 @@ class RunState:
 
     def clean_many(self, kind: str, keys: Iterable[Key]) -> None:
         """The tiles are up to date for the ``kind`` step."""
-        self.db.executemany("DELETE FROM dirty WHERE kind=? AND z=? AND x=? AND y=?", ((kind, *k) for k in keys))
+        self.db.executemany(
+            "DELETE FROM dirty WHERE kind=? AND z=? AND x=? AND y=?", ((kind, *k) for k in keys)
+        )
 
     def dirty(self, kind: str, z: int | None = None) -> list[Key]:
         """Tiles marked for the ``kind`` step (of zoom ``z``), sorted by z, x, y."""
         sql, args = "SELECT z, x, y FROM dirty WHERE kind=?", [kind]
         if z is not None:
             sql, args = sql + " AND z=?", [kind, z]
-        return [tuple(r) for r in self.db.execute(sql + " ORDER BY z, x, y", args)]  # type: ignore[misc]
+        rows = self.db.execute(sql + " ORDER BY z, x, y", args)
+        return [(int(z), int(x), int(y)) for z, x, y in rows]
 
     # ---------------------------------------------------------------- checking
     def damaged(self, kind: str, root: Path) -> list[Key]:
@@ -268,7 +300,9 @@ class RunState:
         from the recorded one (edited, truncated or replaced by hand).
         """
         out = []
-        for z, x, y, files in self.db.execute("SELECT z, x, y, files FROM tiles WHERE kind=?", (kind,)):
+        for z, x, y, files in self.db.execute(
+            "SELECT z, x, y, files FROM tiles WHERE kind=?", (kind,)
+        ):
             if not _intact(root, json.loads(files)):
                 out.append((z, x, y))
         return out

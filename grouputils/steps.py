@@ -25,7 +25,15 @@ import numpy as np
 from grouputils.state import Key, RunState, TileRow, file_entry
 from grouputils.tiles import Tile
 
-__all__ = ["TileStep", "run_tile_step", "fingerprint", "finalize_task", "rasterize_task", "parent_task", "webtile_task"]
+__all__ = [
+    "TileStep",
+    "run_tile_step",
+    "fingerprint",
+    "finalize_task",
+    "rasterize_task",
+    "parent_task",
+    "webtile_task",
+]
 
 
 def fingerprint(*parts: Any) -> str:
@@ -45,16 +53,24 @@ def _band_info(values: np.ndarray, names: Sequence[str]) -> dict[str, float | No
     return out
 
 
-def _raster_record(rasterizer: Any, tile: Tile, values: np.ndarray, tags: dict[str, Any], t0: float) -> dict[str, Any]:
+def _raster_record(
+    rasterizer: Any, tile: Tile, values: np.ndarray, tags: dict[str, Any], t0: float
+) -> dict[str, Any]:
     from grouputils.rasterize import pixel_areas_m2
 
     config = rasterizer.config
     info: dict[str, Any] = dict(tags, **_band_info(values, config.statistic_names))
     band = next((i for i, s in enumerate(config.statistics) if s.weight_by == "coverage"), None)
     if band is not None and tile.z == config.z:
-        info["covered_m2"] = float(np.nansum(values[band].astype("f8") * pixel_areas_m2(tile, rasterizer.tiles)))
+        info["covered_m2"] = float(
+            np.nansum(values[band].astype("f8") * pixel_areas_m2(tile, rasterizer.tiles))
+        )
     path = rasterizer.tiles.path("geotiff", tile)
-    return {"files": [file_entry(config.dir_output, path)], "info": info, "seconds": time.perf_counter() - t0}
+    return {
+        "files": [file_entry(config.dir_output, path)],
+        "info": info,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def finalize_task(stager: Any, key: Key) -> dict[str, Any]:
@@ -63,7 +79,11 @@ def finalize_task(stager: Any, key: Key) -> dict[str, Any]:
     res = stager.finalize_tile(Tile(key[1], key[2], key[0]))
     if res["path"] is None:
         return {"removed": True}
-    info = {"rows": res["rows"], "duplicates": res["duplicates"], "duplicates_within": res["duplicates_within"]}
+    info = {
+        "rows": res["rows"],
+        "duplicates": res["duplicates"],
+        "duplicates_within": res["duplicates_within"],
+    }
     return {
         "fingerprint": res["fingerprint"],
         "files": [file_entry(stager.config.dir_output, res["path"])],
@@ -75,7 +95,9 @@ def finalize_task(stager: Any, key: Key) -> dict[str, Any]:
 def rasterize_task(rasterizer: Any, key: Key) -> dict[str, Any]:
     """Rasterize one staged tile; its record (counts, band statistics, covered area)."""
     t0 = time.perf_counter()
-    tile, values, tags = rasterizer.rasterize_vector_bands(rasterizer.tiles.path("staged", Tile(key[1], key[2], key[0])))
+    tile, values, tags = rasterizer.rasterize_vector_bands(
+        rasterizer.tiles.path("staged", Tile(key[1], key[2], key[0]))
+    )
     return _raster_record(rasterizer, tile, values, tags, t0)
 
 
@@ -91,7 +113,11 @@ def webtile_task(rasterizer: Any, key: Key) -> dict[str, Any]:
     t0 = time.perf_counter()
     paths = rasterizer.webtile(rasterizer.tiles.path("geotiff", Tile(key[1], key[2], key[0])))
     root = rasterizer.config.dir_output
-    return {"files": [file_entry(root, p) for p in paths], "info": {}, "seconds": time.perf_counter() - t0}
+    return {
+        "files": [file_entry(root, p) for p in paths],
+        "info": {},
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 # ------------------------------------------------------------------ the step
@@ -174,7 +200,8 @@ def run_tile_step(
         done = [(key, rec) for key, (ok, rec) in zip(items, results) if ok]
         with state.transaction():
             state.put_many(
-                step.kind, ((k, TileRow(want[k], r["files"], r["info"], r["seconds"])) for k, r in done)
+                step.kind,
+                ((k, TileRow(want[k], r["files"], r["info"], r["seconds"])) for k, r in done),
             )
             state.clean_many(step.kind, (k for k, _ in done))
             marks: dict[str, set[Key]] = {}

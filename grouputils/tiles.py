@@ -103,8 +103,9 @@ def pyramid_min_zoom(tms_id: str, z: int) -> int:
         )
         if not same:
             raise ConfigError(
-                f"tile matrix set {tms_id!r}: zoom {level} does not split each zoom-{level - 1} tile into "
-                "four (same origin, half the cell size), so no pyramid can be built from it; "
+                f"tile matrix set {tms_id!r}: zoom {level} does not split each "
+                f"zoom-{level - 1} tile into four (same origin, half the cell size), "
+                "so no pyramid can be built from it; "
                 "use a quadtree set such as WorldCRS84Quad, WebMercatorQuad or UTM<zone>WGS84Quad"
             )
     return lo
@@ -214,7 +215,8 @@ class Tiles:
             The tile matrix set's levels do not each double from one origin.
         """
         if tile.z <= self.min_zoom:
-            raise ValueError(f"{tile_to_str(tile)} is at zoom {tile.z}, the lowest level of {self.config.tms}")
+            lowest = f"the lowest level of {self.config.tms}"
+            raise ValueError(f"{tile_to_str(tile)} is at zoom {tile.z}, {lowest}")
         return Tile(tile.x // 2, tile.y // 2, tile.z - 1)
 
     def get_child_tiles(self, tile: Tile) -> list[Tile]:
@@ -223,7 +225,8 @@ class Tiles:
         Checked like :meth:`get_parent_tile`.
         """
         self.min_zoom  # noqa: B018 - refuses a TMS whose levels do not double
-        return [Tile(2 * tile.x + dx, 2 * tile.y + dy, tile.z + 1) for dy in (0, 1) for dx in (0, 1)]
+        x, y, z = 2 * tile.x, 2 * tile.y, tile.z + 1
+        return [Tile(x + dx, y + dy, z) for dy in (0, 1) for dx in (0, 1)]
 
     # ---------------------------------------------------------------- paths
     def _root(self, kind: Kind, statistic: str | None = None) -> Path:

@@ -6,12 +6,25 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("geopandas", "pyogrio", "rasterio", "parsl", "matplotlib", "grouputils.staging", "grouputils.rasterize")
+HEAVY = (
+    "geopandas",
+    "pyogrio",
+    "rasterio",
+    "parsl",
+    "matplotlib",
+    "grouputils.staging",
+    "grouputils.rasterize",
+)
 
 
 def loaded_after(code: str) -> list[str]:
-    probe = code + f"\nimport json, sys\nprint(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    probe = (
+        code
+        + f"\nimport json, sys\nprint(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -20,7 +33,9 @@ def test_import_grouputils_does_not_import_geopandas() -> None:
 
 
 def test_grouputils_help_does_not_import_geopandas() -> None:
-    code = "from grouputils import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass"
+    code = (
+        "from grouputils import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass"
+    )
     assert loaded_after(code) == []
 
 
