@@ -216,9 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-bookkeeping-") as d:
             print(f"{n:,} z13 tiles ...", flush=True)
             results[n] = one_size(n, Path(d))
+        for name, (sec, mb, tasks) in results[n].items():  # as each size finishes
+            print(f"  {name:26s} {sec:9.3f} {'MB' if name == 'state file MB' else 's'}"
+                  f"  peak RSS +{mb:.0f} MB  tasks {tasks}", flush=True)
     names = list(next(iter(results.values())))
     print()
-    print(f"{'phase':26s}" + "".join(f"{n:>22,}" for n in results) + "   growth per 10x")
+    print(f"{'phase':26s}" + "".join(f"{n:>22,}" for n in results) + "   growth to the next size")
     for name in names:
         cells = []
         for n in results:
