@@ -8,6 +8,8 @@ local Parsl pool, and this prints, from that one run:
   every worker has imported the pipeline) shown apart;
 * parallel efficiency per step at N workers, ``t(1 worker) / (N * t(N workers))``,
   start-up excluded (steps are timed after the pool is up);
+* the same command run again with nothing changed (a no-op rerun) and its
+  share of the full run's wall time (bar: <= 10 %);
 * peak resident memory of each worker process (sampled every 0.2 s from
   the worker pools of this run) and of the main process.
 
@@ -51,6 +53,7 @@ from grouputils.profiling import profile_resources
 STEPS = ("stage", "finalize", "rasterize z=13", "parents", "web tiles")
 BAR_WALL_S = 60.0
 BAR_EFFICIENCY = 0.80
+BAR_RERUN = 0.10  # issue 16: a no-op rerun costs at most 10 % of the full run
 BAR_STEPS = ("stage", "finalize", "rasterize z=13")
 
 
@@ -168,7 +171,16 @@ def one_run(inputs: Path, out: Path, executor: str, workers: int) -> dict:
     if not report.ok:
         raise SystemExit(f"the run failed: {report.failures}")
     s = report.summary
+    # the same command again with nothing changed: it must only check the run state
+    t1 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = run_pipeline(config, executor=executor, workers=workers, progress=False)
+    rerun = time.perf_counter() - t1
+    if not again.ok or any(st.done for st in again.steps):
+        raise SystemExit(f"the no-op rerun redid work: {[(st.name, st.done) for st in again.steps]}")
     return {
+        "rerun_s": rerun,
         "label": f"{executor}-{workers}",
         "workers": workers,
         "wall_s": wall,
@@ -228,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(f"{'start-up':16s}" + "".join(f"{r['startup_s']:11.2f}s" for r in runs))
     print(f"{'end to end':16s}" + "".join(f"{r['wall_s']:11.2f}s" for r in runs))
+    print(f"{'no-op rerun':16s}" + "".join(f"{r['rerun_s']:11.2f}s" for r in runs))
+    print(f"{'rerun / full':16s}" + "".join(f"{100 * r['rerun_s'] / r['wall_s']:11.1f}%" for r in runs))
     print(f"{'tasks (items)':16s}" + "".join(f"{sum(r['tasks'].values()):12d}" for r in runs))
     print(f"{'cores used':16s}" + "".join(f"{r['our_cores']:12.2f}" for r in runs))
     print(f"{'others busy':16s}" + "".join(f"{r['other_cores']:12.2f}" for r in runs)
@@ -261,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         stage = sum(base["steps"][n] for n in ("stage", "finalize"))
         stage2 = sum(two["steps"][n] for n in ("stage", "finalize"))
         print(f"     (stage + finalize together: {100 * stage / (2 * stage2):.0f} %)")
+    for r in runs:
+        ratio = r["rerun_s"] / r["wall_s"]
+        verdicts.append(ratio <= BAR_RERUN)
+        print(f"bar: no-op rerun {r['label']} {r['rerun_s']:.2f} s = {100 * ratio:.1f} % of the full run "
+              f"<= {100 * BAR_RERUN:.0f} %: {'PASS' if ratio <= BAR_RERUN else 'FAIL'}")
     print(f"load average now {os.getloadavg()[0]:.1f}")
     return 0 if all(verdicts) else 1
 

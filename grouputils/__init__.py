@@ -5,35 +5,110 @@ The names here are the ones learners use in the course notebooks::
     from grouputils import initialize_stager, initialize_rasterizer, make_batch, plot_tiles
 """
 
-from grouputils.config import Config, Statistic, load_config_file
-from grouputils.errors import ConfigError, InputError, NotFinalizedError, OutputError
-from grouputils.parallel import (
-    TaskError,
-    WorkerCapWarning,
-    choose_batch_size,
-    clamp_workers,
-    core_limits,
-    local_config,
-    make_batch,
-    parallel_map,
-    serial_map,
-    slurm_config,
-    usable_cores,
-)
-from grouputils.plotting import BasemapWarning, plot_profile, plot_sweep, plot_tiles
-from grouputils.profiling import (
-    Profiled,
-    ResourceProfile,
-    SweepResult,
-    Verdict,
-    classify_bound,
-    profile_resources,
-    sweep_workers,
-)
-from grouputils.rasterize import RasterTiler, initialize_rasterizer
-from grouputils.samples import generate_dataset, sample_dir, sample_files
-from grouputils.staging import StageResult, TileStager, initialize_stager
-from grouputils.tiles import Tile, Tiles
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> the module that defines it. Imported on first use (PEP 562),
+#: so ``import grouputils`` and ``grouputils --help`` stay light (no geopandas).
+_LAZY = {
+    **dict.fromkeys(("Config", "Statistic", "load_config_file"), "grouputils.config"),
+    **dict.fromkeys(
+        ("ConfigError", "InputError", "NotFinalizedError", "OutputError"), "grouputils.errors"
+    ),
+    **dict.fromkeys(
+        (
+            "TaskError",
+            "WorkerCapWarning",
+            "choose_batch_size",
+            "clamp_workers",
+            "core_limits",
+            "local_config",
+            "make_batch",
+            "parallel_map",
+            "serial_map",
+            "slurm_config",
+            "usable_cores",
+        ),
+        "grouputils.parallel",
+    ),
+    **dict.fromkeys(
+        ("BasemapWarning", "plot_profile", "plot_sweep", "plot_tiles"), "grouputils.plotting"
+    ),
+    **dict.fromkeys(
+        (
+            "Profiled",
+            "ResourceProfile",
+            "SweepResult",
+            "Verdict",
+            "classify_bound",
+            "profile_resources",
+            "sweep_workers",
+        ),
+        "grouputils.profiling",
+    ),
+    **dict.fromkeys(("RasterTiler", "initialize_rasterizer"), "grouputils.rasterize"),
+    **dict.fromkeys(("generate_dataset", "sample_dir", "sample_files"), "grouputils.samples"),
+    **dict.fromkeys(("StageResult", "TileStager", "initialize_stager"), "grouputils.staging"),
+    **dict.fromkeys(("Tile", "Tiles"), "grouputils.tiles"),
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
+    from grouputils.config import Config, Statistic, load_config_file  # noqa: F401
+    from grouputils.errors import (  # noqa: F401
+        ConfigError,
+        InputError,
+        NotFinalizedError,
+        OutputError,
+    )
+    from grouputils.parallel import (  # noqa: F401
+        TaskError,
+        WorkerCapWarning,
+        choose_batch_size,
+        clamp_workers,
+        core_limits,
+        local_config,
+        make_batch,
+        parallel_map,
+        serial_map,
+        slurm_config,
+        usable_cores,
+    )
+    from grouputils.plotting import (  # noqa: F401
+        BasemapWarning,
+        plot_profile,
+        plot_sweep,
+        plot_tiles,
+    )
+    from grouputils.profiling import (  # noqa: F401
+        Profiled,
+        ResourceProfile,
+        SweepResult,
+        Verdict,
+        classify_bound,
+        profile_resources,
+        sweep_workers,
+    )
+    from grouputils.rasterize import RasterTiler, initialize_rasterizer  # noqa: F401
+    from grouputils.samples import generate_dataset, sample_dir, sample_files  # noqa: F401
+    from grouputils.staging import StageResult, TileStager, initialize_stager  # noqa: F401
+    from grouputils.tiles import Tile, Tiles  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'grouputils' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -11,30 +11,37 @@
 
 Resuming
 --------
-Every output records what it was made from:
+The run's state is ``<output>/.grouputils/state.sqlite``
+(:class:`grouputils.state.RunState`): a row per input file and per output
+tile with the fingerprint of what it was made from, the files written (size
+and modification time), counts, covered area and band statistics.
 
 * staging: the per-input manifest (input size and mtime, staging settings);
-* staged tiles: the fingerprint of their parts;
-* GeoTIFFs and web tiles: ``run-manifest.json`` maps each output to a
-  fingerprint of its inputs (staged tile fingerprint, or children's
-  fingerprints for parents) and of the settings that shape it.
+* staged tiles: the fingerprint of their parts, recorded in the state;
+* GeoTIFFs and web tiles: a fingerprint of their inputs (staged tile
+  fingerprint, or children's fingerprints for parents) and of the settings
+  that shape them.
 
-A rerun redoes exactly the outputs whose fingerprint changed or whose file is
-missing, and removes outputs whose inputs disappeared. The manifest is written
-by this process only, after outputs are complete (as batches of tasks finish,
-at most once a second, and at the end of each step), so a run killed at any
-moment (even with SIGKILL) loses at most the last second of work: the next
-run redoes it, keeps the rest, and its outputs equal an uninterrupted run's.
-``force=True`` starts over.
+Each step (:mod:`grouputils.steps`) looks only at the tiles marked dirty
+(their inputs changed, recorded in the same transaction as the change) and at
+those whose files are missing or differ in size or modification time from
+the record (edited or damaged by hand), redoes those whose fingerprint
+changed, and removes those whose inputs disappeared. This process writes the
+state, one transaction per finished batch, so a run killed at any moment
+(even with SIGKILL) loses only unfinished batches: the next run redoes them,
+keeps the rest, and its outputs equal an uninterrupted run's. The executor is
+loaded when the first task has to run, so a rerun with nothing to do starts
+no worker. ``force=True`` starts over.
 
 A GeoTIFF depends on its staged tile and on the statistics' names and rules
 (``weight_by``, ``aggregate``, ``resampling``, ``attribute``, ``unit``); a
 web tile also on the palette and ``value_range``, so recolouring redoes only
 the web tiles and legends.
 
-At the end this process rewrites the STAC catalogue of the GeoTIFFs
-(``stac/catalog.json``, :func:`grouputils.catalog.write_stac_catalog`; it
-reads only the GeoTIFFs' headers) and the map page ``index.html``.
+At the end this process writes ``run-summary.json`` and
+``raster_summary.csv`` from the state and, when an output changed since they
+were last written, the STAC catalogue of the GeoTIFFs (``stac/catalog.json``,
+:func:`grouputils.catalog.write_stac_catalog`) and the map page ``index.html``.
 
 A task that fails (a broken input file, say) does not stop the run: the
 other items finish, the failure is reported with the item and its error, and
@@ -46,18 +53,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
-import math
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import pyogrio
 from tqdm.auto import tqdm
 
 from grouputils.atomic import write_json_atomic
@@ -67,15 +71,18 @@ from grouputils.parallel import choose_batch_size, make_batch, parallel_map
 from grouputils.preflight import check_statistic_columns
 from grouputils.profiling import profile_resources
 from grouputils.rasterize import RasterTiler
-from grouputils.staging import STAGED_LAYER, TileStager
-from grouputils.tiles import Tile, Tiles, tile_from_path, tile_to_str
+from grouputils.staging import TileStager
+from grouputils.reports import run_totals
+from grouputils.run_steps import STEPS, Context
+from grouputils.state import STATE_DIR, STATE_FILE, RunState
+from grouputils.tiles import Tiles, pyramid_min_zoom
 
 __all__ = ["run_pipeline", "RunReport", "StepReport", "Executor", "check_inputs", "check_slurm_settings"]
 
 log = logging.getLogger(__name__)
 
 Executor = Literal["serial", "local", "slurm"]
-MANIFEST = "run-manifest.json"
+MANIFEST = "run-manifest.json"  # the state file replaced it; removed when found
 SUMMARY = "run-summary.json"
 KILL_HOOK = "GROUPUTILS_TEST_KILL_AT"  # test-only: "<step>:<n>" SIGKILLs this process after n items
 
@@ -151,17 +158,6 @@ def _guarded_batch(func: Callable[[Any], Any], items: Sequence[Any]) -> list[tup
     return [_guarded(func, it) for it in items]
 
 
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def _staged_fingerprint(path: Path) -> str | None:
-    try:
-        return (pyogrio.read_info(path, layer=STAGED_LAYER).get("layer_metadata") or {}).get("grouputils_parts")
-    except Exception:
-        return None
-
-
 def _run_task(func: Callable[[Any], Any], item: Any) -> Any:
     """``func(item)`` on a worker (module level, so Parsl sends it by reference)."""
     return func(item)
@@ -170,10 +166,14 @@ def _run_task(func: Callable[[Any], Any], item: Any) -> Any:
 class _Runner:
     """Maps functions over items on one executor, with progress, kill hook and partial results."""
 
-    def __init__(self, executor: Executor, workers: int, progress: bool) -> None:
+    def __init__(
+        self, executor: Executor, workers: int, progress: bool, start: Callable[[], float] | None = None
+    ) -> None:
         self.executor = executor
         self.workers = workers
         self.progress = progress
+        self._start = start  # loads the executor on first use: a run with nothing to do starts no worker
+        self.startup_s = 0.0
         kill = os.environ.get(KILL_HOOK, "")
         self.kill_step, _, n = kill.rpartition(":")
         self.kill_after = int(n) if n else None
@@ -226,6 +226,9 @@ class _Runner:
 
         import parsl
 
+        if self._start is not None:
+            self.startup_s, self._start = self._start(), None
+
         app = parsl.python_app(_run_task, data_flow_kernel=parsl.dfk(), cache=False)
         futures = {app(task, b): i for i, b in enumerate(batches)}
         for fut in concurrent.futures.as_completed(futures):
@@ -236,31 +239,7 @@ class _Runner:
                 yield i, [(False, f"{type(e).__name__}: {e}")] * len(batches[i])
 
 
-class _ManifestWriter:
-    """Saves ``run-manifest.json`` as results come in, at most every ``every_s`` seconds."""
-
-    def __init__(self, path: Path, manifest: dict[str, Any], every_s: float = 1.0) -> None:
-        self.path, self.manifest, self.every_s = path, manifest, every_s
-        self.last = -math.inf
-
-    def maybe(self) -> None:
-        if time.monotonic() - self.last >= self.every_s:
-            self.now()
-
-    def now(self) -> None:
-        write_json_atomic(self.path, self.manifest)
-        self.last = time.monotonic()
-
-
 # -------------------------------------------------------------- pipeline
-def _load_manifest(path: Path) -> dict[str, dict[str, str]]:
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 @contextlib.contextmanager
 def _executor(
     executor: Executor, workers: int, config: Config, slurm: dict[str, Any] | None, blocks: int = 1
@@ -418,6 +397,7 @@ def run_pipeline(
     rasterizer = RasterTiler(config)
     inputs = check_inputs(config)
     check_statistic_columns(config, inputs)  # before any work: a misspelt attribute fails now, not after staging
+    pyramid_min_zoom(config.tms, config.z)  # refuse a TMS whose levels do not double, before any work
     if executor == "serial":
         n_workers = 1
     elif executor == "slurm":
@@ -435,250 +415,65 @@ def run_pipeline(
         probe.unlink()
     except OSError as e:
         raise OutputError(config.dir_output, f"output folder is not writable ({e.strerror or e})") from e
+    state_path = config.dir_output / STATE_DIR / STATE_FILE
     if force:
         stager.clear(everything=True)
+    if force or not state_path.exists():
+        # no state (first run, or one made before the state existed): every
+        # GeoTIFF and web tile is rebuilt, so leftovers are dropped now
+        for d in (config.dir_geotiff, config.dir_web_tiles):
+            shutil.rmtree(d, ignore_errors=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{state_path}{suffix}").unlink(missing_ok=True)
         (config.dir_output / MANIFEST).unlink(missing_ok=True)
 
-    mpath = config.dir_output / MANIFEST
-    manifest = _load_manifest(mpath)
-    saver = _ManifestWriter(mpath, manifest)
     steps: list[StepReport] = []
-    timeline = []
+    timeline: list[Any] = []
     t_run = time.perf_counter()
-    with _executor(executor, n_workers, config, slurm, blocks) as startup_s:
-        runner = _Runner(executor, n_workers * (blocks if executor == "local" else 1), progress)
+    with RunState(state_path) as state, contextlib.ExitStack() as stack:
+        def start() -> float:
+            return stack.enter_context(_executor(executor, n_workers, config, slurm, blocks))
 
-        def step(name: str):
+        runner = _Runner(executor, n_workers * (blocks if executor == "local" else 1), progress, start)
+        ctx = Context(config, stager, rasterizer, state, runner, inputs)
+        for name, func in STEPS(config):
             rep = StepReport(name)
             steps.append(rep)
-            return rep
+            before = runner.startup_s
+            with profile_resources() as prof:
+                func(ctx, rep)
+            _finish(rep, prof, timeline, startup_s=runner.startup_s - before)
+        startup_s = runner.startup_s
 
-        # 1. stage (one task per input file; unchanged inputs are skipped)
-        rep = step("stage")
-        with profile_resources() as prof:
-            stager.remove_orphans()  # left by a killed run
-            known = {stager.source_key(p) for p in inputs}
-            for m in stager.manifests():
-                if m["source"] not in known:
-                    stager.unstage(config.dir_input / m["source"])
-            todo = [p for p in inputs if not stager.is_staged(p)]
-            rep.total, rep.skipped = len(inputs), len(inputs) - len(todo)
-            for path, (ok, res) in zip(todo, runner.map("stage", stager.stage, todo, batch=False)):
-                if ok:
-                    rep.done += 1
-                else:
-                    _fail(rep, path, res)
-        _finish(rep, prof, timeline)
-
-        # 2. finalize (the per-tile reduce: duplicate flags)
-        rep = step("finalize")
-        with profile_resources() as prof:
-            todo = stager.tiles_to_finalize()
-            rep.total = len(stager.committed_tiles())
-            rep.skipped = max(0, rep.total - len(todo))
-            _collect(rep, todo, runner.map("finalize", stager.finalize_tile, todo, batch=True))
-            stager.write_summary()
-        _finish(rep, prof, timeline)
-
-        # 3. rasterize the staging zoom level
-        settings = _raster_settings(config)
-        geo = manifest.setdefault("geotiff", {})
-        staged = stager.tiles.get_filenames_from_dir("staged", z=config.z)
-        staged_tiles = {tile_from_path(p): p for p in staged}
-        rep = step(f"rasterize z={config.z}")
-        with profile_resources() as prof:
-            want: dict[str, str] = {}
-            for tile, path in staged_tiles.items():
-                fp = _staged_fingerprint(path)
-                want[tile_to_str(tile)] = _fingerprint(fp, settings)
-            todo = [
-                staged_tiles[t]
-                for t in staged_tiles
-                if geo.get(tile_to_str(t)) != want[tile_to_str(t)] or not stager.tiles.path("geotiff", t).exists()
-            ]
-            _remove_stale(rasterizer, geo, {k for k in want}, config.z)
-            rep.total, rep.skipped = len(staged_tiles), len(staged_tiles) - len(todo)
-            results = runner.map(
-                "rasterize", rasterizer.rasterize_vector, todo, batch=True,
-                on_done=functools.partial(_record, geo, want, saver),
-            )
-            _collect(rep, todo, results)
-            saver.now()
-        _finish(rep, prof, timeline)
-
-        # 4. parents, one zoom level at a time down to 0
-        rep = step("parents")
-        with profile_resources() as prof:
-            for z in range(config.z - 1, -1, -1):
-                children = [k for k in geo if f"z={z + 1})" in k]
-                parents: dict[str, list[str]] = {}
-                for k in children:
-                    t = _parse(k)
-                    parents.setdefault(tile_to_str(stager.tiles.get_parent_tile(t)), []).append(k)
-                want = {p: _fingerprint(sorted(geo[c] for c in kids), settings) for p, kids in parents.items()}
-                _remove_stale(rasterizer, geo, set(want), z)
-                todo = [
-                    _parse(p)
-                    for p in sorted(want)
-                    if geo.get(p) != want[p] or not stager.tiles.path("geotiff", _parse(p)).exists()
-                ]
-                rep.total += len(want)
-                rep.skipped += len(want) - len(todo)
-                results = runner.map(
-                    f"parents z={z}", rasterizer.parent_geotiff, todo, batch=True,
-                    on_done=functools.partial(_record, geo, want, saver),
-                )
-                _collect(rep, todo, results)
-                saver.now()
-        _finish(rep, prof, timeline)
-
-        # 5. web tiles (every statistic of every GeoTIFF)
-        rep = step("web tiles")
-        web = manifest.setdefault("web_tiles", {})
-        with profile_resources() as prof:
-            style = _fingerprint([dataclasses.asdict(s) for s in config.statistics])
-            want = {k: _fingerprint(v, style) for k, v in geo.items()}
-            for k in list(web):
-                if k not in want:
-                    web.pop(k)
-            todo = [
-                stager.tiles.path("geotiff", _parse(k))
-                for k in sorted(want, key=lambda s: _sort_key(_parse(s)))
-                if web.get(k) != want[k]
-                or not all(
-                    stager.tiles.path("web_tiles", _parse(k), s).exists() for s in config.statistic_names
-                )
-            ]
-            rep.total, rep.skipped = len(want), len(want) - len(todo)
-            results = runner.map(
-                "web tiles", rasterizer.webtile, todo, batch=True,
-                on_done=functools.partial(_record, web, want, saver),
-            )
-            _collect(rep, todo, results)
-            # legends: rewritten only when their look changed (or one is missing)
-            legend_fp = _fingerprint(style, config.z)
-            legends = [config.dir_web_tiles / s.name / "legend.png" for s in config.statistics]
-            if manifest.get("legends") != legend_fp or not all(p.exists() for p in legends):
-                rasterizer.write_legends()
-                manifest["legends"] = legend_fp
-            saver.now()
-            rasterizer.write_summary()
-        _finish(rep, prof, timeline)
-
-    # 6. STAC catalogue, map page and summary (this process)
-    from grouputils.catalog import write_stac_catalog
-    from grouputils.webmap import write_map_page
-
-    catalog = None
-    if stager.tiles.get_filenames_from_dir("geotiff"):
-        catalog = write_stac_catalog(config)
-    write_map_page(config)
+    # 6. STAC catalogue, map page and summaries (this process), only when an output changed
     summary = _summary(
-        config, stager, steps, startup_s, time.perf_counter() - t_run, executor, n_workers,
+        config, state_path, steps, startup_s, time.perf_counter() - t_run, executor, n_workers,
         blocks if executor == "local" else 1,
     )
-    summary["stac_catalog"] = None if catalog is None else catalog.relative_to(config.dir_output).as_posix()
     write_json_atomic(config.dir_output / SUMMARY, summary)
     _save_timeline(config, timeline)
     return RunReport(steps=steps, summary=summary)
 
 
-#: Fields of a Statistic that shape the GeoTIFFs (palette, value_range and
-#: description only colour the web tiles and legends).
-_RASTER_FIELDS = ("name", "weight_by", "aggregate", "resampling", "attribute", "unit")
-
-
-def _raster_settings(config: Config) -> str:
-    """Fingerprint of the settings a GeoTIFF depends on (besides its inputs)."""
-    stats = [{f: getattr(s, f) for f in _RASTER_FIELDS} for s in config.statistics]
-    return _fingerprint(config.fingerprint("tms", "z", "tile_size"), stats)
-
-
-def _parse(text: str) -> Tile:
-    from grouputils.tiles import str_to_tile
-
-    return str_to_tile(text)
-
-
-def _sort_key(t: Tile) -> tuple[int, int, int]:
-    return (-t.z, t.x, t.y)
-
-
-def _record(
-    done: dict[str, str], want: dict[str, str], saver: _ManifestWriter, items: list[Any], results: list[tuple[bool, Any]]
-) -> None:
-    """Note the outputs of a finished batch as up to date (items are tiles or tile paths)."""
-    for item, (ok, _) in zip(items, results):
-        if ok:
-            key = tile_to_str(item if isinstance(item, Tile) else tile_from_path(item))
-            done[key] = want[key]
-    saver.maybe()
-
-
-def _collect(rep: StepReport, items: Sequence[Any], results: Sequence[tuple[bool, Any]]) -> None:
-    for item, (ok, res) in zip(items, results):
-        if ok:
-            rep.done += 1
-        else:
-            _fail(rep, item, res)
-
-
-def _fail(rep: StepReport, item: Any, error: Any) -> None:
-    rep.failed.append({"item": str(item), "error": str(error)})
-    log.error("%s failed on %s: %s", rep.name, item, error)
-
-
-def _finish(rep: StepReport, prof, timeline: list) -> None:
-    rep.seconds = prof.wall_s
+def _finish(rep: StepReport, prof: Any, timeline: list[Any], startup_s: float = 0.0) -> None:
+    rep.seconds = max(0.0, prof.wall_s - startup_s)  # the executor's start-up is reported apart
     rep.peak_rss_mb = prof.peak_rss_bytes / 1e6
     timeline.append((rep.name, prof))
     log.info("%s: %d done, %d up to date, %d failed in %.1f s", rep.name, rep.done, rep.skipped, len(rep.failed), rep.seconds)
 
 
-def _remove_stale(rasterizer: RasterTiler, geo: dict[str, str], keep: set[str], z: int) -> None:
-    """Delete GeoTIFFs (and their web tiles) of zoom ``z`` whose inputs are gone."""
-    tiles = rasterizer.tiles
-    on_disk = {tile_to_str(tile_from_path(p)) for p in tiles.get_filenames_from_dir("geotiff", z=z)}
-    for k in (on_disk | {k for k in geo if f"z={z})" in k}) - keep:
-        t = _parse(k)
-        tiles.path("geotiff", t).unlink(missing_ok=True)
-        for s in rasterizer.config.statistic_names:
-            tiles.path("web_tiles", t, s).unlink(missing_ok=True)
-        geo.pop(k, None)
-
-
 def _summary(
-    config: Config, stager: TileStager, steps: list[StepReport], startup_s: float, wall_s: float,
+    config: Config, state_path: Path, steps: list[StepReport], startup_s: float, wall_s: float,
     executor: str, workers: int, blocks: int,
 ) -> dict[str, Any]:
-    manifests = stager.manifests()
-    read = sum(m["counts"]["read"] for m in manifests)
-    repaired = sum(m["counts"]["repaired"] for m in manifests)
-    dropped = sum(m["counts"]["dropped"] for m in manifests)
-    unique = dup = 0
-    for p in stager.tiles.get_filenames_from_dir("staged", z=config.z):
-        df = pyogrio.read_dataframe(
-            p, layer=STAGED_LAYER, columns=["staging_centroid_within_tile", "staging_duplicated"], read_geometry=False
-        )
-        within = df["staging_centroid_within_tile"].to_numpy(bool)
-        d = df["staging_duplicated"].to_numpy(bool)
-        unique += int((within & ~d).sum())
-        dup += int((within & d).sum())
-    from grouputils.rasterize import covered_area_m2
+    """The run summary, from the state alone (no output is re-opened)."""
+    from grouputils.catalog import catalog_path
 
-    tiles_per_zoom = {
-        z: len(stager.tiles.get_filenames_from_dir("geotiff", z=z)) for z in range(config.z, -1, -1)
-    }
+    with RunState(state_path) as state:
+        totals = run_totals(state, config)
+    catalog = catalog_path(config)
     return {
-        "input_files": len(manifests),
-        "polygons_read": read,
-        "unique_polygons": unique,
-        "duplicates_flagged": dup,
-        "polygons_repaired": repaired,
-        "polygons_dropped": dropped,
-        "covered_area_km2": covered_area_m2(config) / 1e6,
-        "staged_tiles": len(stager.tiles.get_filenames_from_dir("staged", z=config.z)),
-        "geotiff_tiles_per_zoom": tiles_per_zoom,
+        **totals,
         "executor": executor,
         "workers": workers,
         "blocks": blocks,
@@ -686,6 +481,11 @@ def _summary(
         "wall_s": round(wall_s, 3),
         "steps": [dataclasses.asdict(s) for s in steps],
         "failures": [dict(f, step=s.name) for s in steps for f in s.failed],
+        "stac_catalog": (
+            catalog.relative_to(config.dir_output).as_posix()
+            if sum(totals["geotiff_tiles_per_zoom"].values()) and catalog.exists()
+            else None
+        ),
     }
 
 

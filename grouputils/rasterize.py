@@ -787,6 +787,17 @@ class RasterTiler:
             The path is not ``<z>/<x>/<y>``, the file is missing, unreadable,
             lacks the staging columns or has not been finalized.
         """
+        return self.rasterize_vector_bands(path)[0]
+
+    def rasterize_vector_bands(self, path: str | Path) -> tuple[Tile, np.ndarray, dict[str, Any]]:
+        """:meth:`rasterize_vector`, also returning the bands and the tags written.
+
+        Returns
+        -------
+        tuple
+            ``(tile, bands, tags)``: bands as in :func:`write_geotiff`, tags
+            the ``GROUPUTILS_*`` summary fields (``kind``, ``n_rows``, ...).
+        """
         path = Path(path)
         tile = tile_from_path(path)
         if tile.z != self.config.z:
@@ -802,7 +813,7 @@ class RasterTiler:
         }
         write_geotiff(self.tiles.path("geotiff", tile), result.values, tile, self.config, tags)
         logger.debug("rasterized %s (%d rows)", tile_to_str(tile), result.n_rows)
-        return tile
+        return tile, result.values, tags
 
     def rasterize_vectors(
         self, paths: Iterable[str | Path], make_parents: bool = False, progress: bool = True
@@ -853,6 +864,10 @@ class RasterTiler:
         InputError
             None of the four children exists, or one cannot be read.
         """
+        return self.parent_geotiff_bands(tile)[0]
+
+    def parent_geotiff_bands(self, tile: Tile) -> tuple[Tile, np.ndarray, dict[str, Any]]:
+        """:meth:`parent_geotiff`, also returning the bands and the tags written."""
         tile = Tile(*tile)
         children = self.tiles.get_child_tiles(tile)
         parent_top = self.tiles.bounds(tile).top
@@ -877,7 +892,7 @@ class RasterTiler:
             "n_data_pixels": int((~np.isnan(values)).any(axis=0).sum()),
         }
         write_geotiff(self.tiles.path("geotiff", tile), values, tile, self.config, tags)
-        return tile
+        return tile, values, tags
 
     def parent_geotiffs_from_children(
         self, tiles: Iterable[Tile], recursive: bool = False, progress: bool = False
@@ -901,7 +916,7 @@ class RasterTiler:
         """
         level = unique_tiles(Tile(*t) for t in tiles)
         made: list[Tile] = []
-        while level and level[0].z > 0:
+        while level and level[0].z > self.tiles.min_zoom:
             by_zoom = {t.z for t in level}
             if len(by_zoom) > 1:
                 raise ValueError(f"tiles must share one zoom level, got zooms {sorted(by_zoom)}")

@@ -512,20 +512,27 @@ class TileStager:
     def _tile_fingerprint(self, tile: Tile) -> str:
         return self._parts_fingerprint(self._neighbourhood(tile, self._committed_for_tile))
 
+    def expected_fingerprints(self) -> dict[Tile, str]:
+        """For every tile with committed parts, the fingerprint its staged file must carry.
+
+        Computed from the staging manifests alone (no staged file is opened).
+        """
+        committed = self._committed()
+        return {
+            tile: self._parts_fingerprint(self._neighbourhood(tile, lambda t: sorted(committed.get(t, []))))
+            for tile in committed
+        }
+
     def tiles_to_finalize(self) -> list[Tile]:
         """Tiles whose staged file is missing or older than their committed parts.
 
         Staged tiles that no longer have any parts are included too:
         finalizing them deletes them.
         """
-        committed = self._committed()
-        todo = []
-        for tile in committed:
-            expected = self._parts_fingerprint(self._neighbourhood(tile, lambda t: sorted(committed.get(t, []))))
-            if _recorded_fingerprint(self.tiles.path("staged", tile)) != expected:
-                todo.append(tile)
+        expected = self.expected_fingerprints()
+        todo = [t for t, fp in expected.items() if _recorded_fingerprint(self.tiles.path("staged", t)) != fp]
         for tile in self.tiles.tiles_in("staged", z=self.config.z):
-            if tile not in committed:
+            if tile not in expected:
                 todo.append(tile)
         return sorted(set(todo), key=lambda t: (t.x, t.y))
 
@@ -540,14 +547,16 @@ class TileStager:
         Returns
         -------
         dict
-            ``tile``, ``rows``, ``duplicates`` and ``path`` (None if the tile
-            had no parts left and its staged file was removed).
+            ``tile``, ``rows``, ``duplicates``, ``path`` (None if the tile
+            had no parts left and its staged file was removed), ``fingerprint``
+            (recorded in the file) and ``duplicates_within`` (flagged rows
+            whose centroid lies in the tile).
         """
         dest = self.tiles.path("staged", tile)
         names = self._committed_for_tile(tile)
         if not names:
             dest.unlink(missing_ok=True)
-            return {"tile": tile, "rows": 0, "duplicates": 0, "path": None}
+            return {"tile": tile, "rows": 0, "duplicates": 0, "path": None, "fingerprint": None, "duplicates_within": 0}
         d = self._tile_parts_dir(tile)
         table = pa.concat_tables([pq.read_table(d / n) for n in names], promote_options="permissive")
         order = np.lexsort((table.column(_FID).to_numpy(), _rank(table.column(_SOURCE))[1]))
@@ -562,7 +571,11 @@ class TileStager:
         with output_path(dest, self.config.scratch_dir) as tmp:
             meta = {_META_KEY: fingerprint, "grouputils_tile": tile_to_str(tile)}
             _write_gpkg(table, tmp, _tms_crs(self.tiles), meta, tids)
-        return {"tile": tile, "rows": table.num_rows, "duplicates": int(flags.sum()), "path": dest}
+        within = table.column("staging_centroid_within_tile").to_numpy(zero_copy_only=False).astype(bool)
+        return {
+            "tile": tile, "rows": table.num_rows, "duplicates": int(flags.sum()), "path": dest,
+            "fingerprint": fingerprint, "duplicates_within": int((flags & within).sum()),
+        }
 
     def _duplicate_flags(self, tile: Tile, table: pa.Table, neighbourhood: Sequence[str]) -> np.ndarray:
         """Duplicate flags of a tile's rows, looking into neighbouring tiles where polygons cross.

@@ -515,3 +515,66 @@ def test_the_summary_totals_match_independent_counts(reference: Run) -> None:
     assert s["staged_tiles"] == len(staged)
     assert [st["name"] for st in s["steps"]] == list(STEPS)
     assert all(st["seconds"] > 0 and st["peak_rss_mb"] > 0 for st in s["steps"])
+
+
+# ------------------------------------------------- outputs edited or damaged by hand
+def one_of(out: Path, pattern: str) -> Path:
+    found = sorted(out.glob(pattern))
+    assert found, pattern
+    return found[len(found) // 2]
+
+
+def test_a_staged_tile_with_half_its_rows_deleted_is_redone_on_rerun(reference: Run, copied: Run) -> None:
+    path = one_of(copied.out, "staged/*/13/*/*.gpkg")
+    frame = pyogrio.read_dataframe(path, layer="staged")
+    assert len(frame) >= 2
+    pyogrio.write_dataframe(frame.iloc[: len(frame) // 2], path, layer="staged", driver="GPKG")
+    report = run_pipeline(copied.config, executor="serial", progress=False)
+    assert report.ok, report.failures
+    assert steps(report)["finalize"].done == 1
+    assert_same_outputs(reference.out, copied.out)
+
+
+def test_a_corrupt_png_is_redone_on_rerun(reference: Run, copied: Run) -> None:
+    path = one_of(copied.out, "web_tiles/*/*/13/*/*.png")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    report = run_pipeline(copied.config, executor="serial", progress=False)
+    assert report.ok, report.failures
+    by = steps(report)
+    assert [by[n].done for n in STEPS] == [0, 0, 0, 0, 1]
+    assert_same_outputs(reference.out, copied.out)
+
+
+def test_a_corrupt_geotiff_is_redone_and_later_runs_do_not_abort(reference: Run, copied: Run) -> None:
+    path = one_of(copied.out, "geotiff/*/12/*/*.tif")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 :] = b"\0" * (len(data) - len(data) // 2)  # same size, new mtime: damaged in place
+    path.write_bytes(bytes(data))
+    report = run_pipeline(copied.config, executor="serial", progress=False)
+    assert report.ok, report.failures
+    by = steps(report)
+    assert by["parents"].done >= 1 and by["rasterize z=13"].done == 0
+    assert_same_outputs(reference.out, copied.out)
+    again = run_pipeline(copied.config, executor="serial", progress=False)
+    assert again.ok and all(s.done == 0 for s in again.steps)
+
+
+def test_the_run_state_replaces_the_manifest_and_matches_the_outputs(reference: Run) -> None:
+    from grouputils.rasterize import RasterTiler, covered_area_m2
+
+    out = reference.out
+    assert (out / ".grouputils" / "state.sqlite").is_file()
+    assert not (out / "run-manifest.json").exists()
+    # the CSV written from the state is what the GeoTIFFs' tags say
+    from_tags = RasterTiler(reference.config).summary().to_csv(index=False)
+    assert (out / "raster_summary.csv").read_text() == from_tags
+    summary = json.loads((out / "run-summary.json").read_text())
+    assert summary["covered_area_km2"] == pytest.approx(covered_area_m2(reference.config) / 1e6, rel=1e-9)
+
+
+def test_a_rerun_with_nothing_to_do_starts_no_worker_pool(reference: Run, copied: Run) -> None:
+    report = run_pipeline(copied.config, executor="local", workers=2, progress=False)
+    assert report.ok and all(s.done == 0 and s.skipped == s.total for s in report.steps)
+    assert report.summary["executor_startup_s"] == 0.0
+    assert not list(copied.out.rglob("*runinfo*"))  # Parsl never loaded
+    assert_same_outputs(reference.out, copied.out)

@@ -180,3 +180,50 @@ def test_listing_an_absent_folder_gives_an_empty_list(tmp_path: Path) -> None:
     assert tiles.get_filenames_from_dir("input") == []
     assert tiles.get_filenames_from_dir("staged") == []
     assert tiles.get_filenames_from_dir("web_tiles") == []
+
+
+@pytest.mark.parametrize("tms_id", ["WorldCRS84Quad", "WebMercatorQuad", "EuropeanETRS89_LAEAQuad", "UTM31WGS84Quad"])
+def test_parents_and_children_come_from_morecantile_for_every_quadtree_set(tmp_path: Path, tms_id: str) -> None:
+    tiles = _tiles(tmp_path, tms=tms_id, z=9)
+    tms = morecantile.tms.get(tms_id)
+    m = tms.matrix(9)
+    rng = np.random.default_rng(5)
+    for x, y in zip(rng.integers(0, m.matrixWidth, 20), rng.integers(0, m.matrixHeight, 20)):
+        t = Tile(int(x), int(y), 9)
+        assert [tiles.get_parent_tile(t)] == tms.parent(t)
+        assert sorted(tiles.get_child_tiles(t)) == sorted(tms.children(t))
+        assert t in tiles.get_child_tiles(tiles.get_parent_tile(t))
+
+
+def test_the_pyramid_of_a_set_without_zoom_0_stops_at_its_first_level(tmp_path: Path) -> None:
+    tiles = _tiles(tmp_path, tms="UTM31WGS84Quad", z=5)
+    assert tiles.min_zoom == 1
+    with pytest.raises(ValueError, match="lowest level"):
+        tiles.get_parent_tile(Tile(0, 0, 1))
+
+
+def test_a_set_whose_levels_do_not_double_is_refused_with_a_config_error(tmp_path: Path) -> None:
+    from grouputils.errors import ConfigError
+
+    tiles = _tiles(tmp_path, tms="CanadianNAD83_LCC", z=5)
+    # morecantile: the parent of (31, 33, 5) is not (15, 16, 4), so x // 2 would be wrong
+    assert Tile(15, 16, 4) not in morecantile.tms.get("CanadianNAD83_LCC").parent(Tile(31, 33, 5))
+    with pytest.raises(ConfigError, match="CanadianNAD83_LCC.*four"):
+        tiles.get_parent_tile(Tile(31, 33, 5))
+    with pytest.raises(ConfigError, match="CanadianNAD83_LCC"):
+        tiles.get_child_tiles(Tile(3, 3, 4))
+
+
+def test_the_pipeline_refuses_a_set_whose_levels_do_not_double_before_writing(tmp_path: Path) -> None:
+    import shutil
+
+    from grouputils.errors import ConfigError
+    from grouputils.pipeline import run_pipeline
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy2(Path(__file__).resolve().parents[1] / "data-samples" / "scene03_WV03_20150814.gpkg", inputs)
+    config = Config(dir_input=inputs, dir_output=tmp_path / "out", tms="CanadianNAD83_LCC", z=5)
+    with pytest.raises(ConfigError, match="CanadianNAD83_LCC"):
+        run_pipeline(config, executor="serial", progress=False)
+    assert not (tmp_path / "out").exists()

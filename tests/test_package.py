@@ -1,0 +1,49 @@
+"""The package root is light: importing it or asking for --help loads no geospatial stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = (
+    "geopandas",
+    "pyogrio",
+    "rasterio",
+    "parsl",
+    "matplotlib",
+    "grouputils.staging",
+    "grouputils.rasterize",
+)
+
+
+def loaded_after(code: str) -> list[str]:
+    probe = (
+        code
+        + f"\nimport json, sys\nprint(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_import_grouputils_does_not_import_geopandas() -> None:
+    assert loaded_after("import grouputils") == []
+
+
+def test_grouputils_help_does_not_import_geopandas() -> None:
+    code = (
+        "from grouputils import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass"
+    )
+    assert loaded_after(code) == []
+
+
+def test_every_public_name_still_imports_from_the_root() -> None:
+    import grouputils
+
+    for name in grouputils.__all__:
+        assert getattr(grouputils, name) is not None, name
+    from grouputils import TileStager, initialize_stager
+
+    assert TileStager.__module__ == "grouputils.staging" and callable(initialize_stager)
