@@ -137,13 +137,16 @@ def sandbox_command(
             continue
         if p != real and p.is_symlink() and p.parent.resolve() == p.parent:
             links += ["--symlink", os.readlink(p), str(p)]  # /bin -> usr/bin stays a link
-        if real not in seen:
+        if not any(_contains(done, real) for done in seen):
             seen.add(real)
             args += ["--ro-bind", str(real), str(real)]
     args += links
     args += ["--bind" if writable_workdir else "--ro-bind", str(workdir), str(workdir),
              "--dir", _HOME, "--setenv", "HOME", _HOME, "--setenv", "TMPDIR", "/tmp",
-             "--setenv", "MPLCONFIGDIR", f"{_HOME}/.matplotlib", "--chdir", str(workdir), "--"]
+             "--setenv", "MPLCONFIGDIR", f"{_HOME}/.matplotlib",
+             # ipykernel exits when its parent's pid is gone; in the new PID namespace it cannot see it,
+             # and --die-with-parent does that job
+             "--unsetenv", "JPY_PARENT_PID", "--chdir", str(workdir), "--"]
     return args + list(cmd)
 
 

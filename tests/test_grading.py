@@ -118,7 +118,7 @@ def test_feedback_does_not_show_the_hidden_tests(defended: Path) -> None:
     for student in ("correct", "isclose", "helpers"):
         (html,) = (defended / "feedback" / student / ASSIGNMENT).glob("*.html")
         text = html.read_text()
-        for secret in ("HIDDEN TESTS", "math.isclose(answer, 45)", "parse_count_table", "record(answer"):
+        for secret in ("HIDDEN TESTS", "math.isclose(answer, 45)", "import parse_count_table", "record(answer"):
             assert secret not in text, (student, secret)
     assert "the total is wrong" in (defended / "feedback" / "helpers" / ASSIGNMENT / "toy.html").read_text()
 
