@@ -137,6 +137,8 @@ class CheckContext:
 
 
 def _load_checks(path: Path) -> dict[str, Callable[[CheckContext], None]]:
+    if str(path.parent) not in sys.path:  # the instructor's folder: checks may share helper modules
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(f"_grading_checks_{path.stem.replace('-', '_')}", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"{path}: cannot be loaded as a checks module")
