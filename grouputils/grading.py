@@ -114,7 +114,7 @@ class CheckContext:
         return self.record[name]
 
     def run_learner(self, args: Sequence[str], *, timeout: float = 600) -> subprocess.CompletedProcess:
-        """Run a learner's program (e.g. their script) with ``python -I``, read-only, in the sandbox.
+        """Run a learner's program (e.g. their script) with ``python -I``, read-only, offline, in the sandbox.
 
         Parameters
         ----------
@@ -132,7 +132,7 @@ class CheckContext:
         if self.sandbox:
             from grouputils.sandbox import sandbox_command
 
-            cmd = sandbox_command(cmd, self.folder, writable_workdir=False)
+            cmd = sandbox_command(cmd, self.folder, writable_workdir=False, network=False)
         return subprocess.run(cmd, cwd=self.folder, capture_output=True, text=True, timeout=timeout)
 
 

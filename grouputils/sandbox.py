@@ -95,6 +95,7 @@ def sandbox_command(
     *,
     read_only: Iterable[str | Path] | None = None,
     writable_workdir: bool = True,
+    network: bool = True,
 ) -> list[str]:
     """``cmd`` wrapped in ``bwrap`` so that it sees only ``workdir``, the environment and the data.
 
@@ -112,6 +113,9 @@ def sandbox_command(
         Bind ``workdir`` writable (a notebook writes its outputs there); False
         binds it read-only (a script being checked must not change the
         files it is checked against).
+    network : bool
+        Share the network (a kernel must reach nbgrader over localhost);
+        False gives the command a network of its own with only a loopback.
 
     Returns
     -------
@@ -125,7 +129,7 @@ def sandbox_command(
     """
     workdir = Path(workdir).resolve()
     args = [bwrap_path(), "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]
+            "--unshare-cgroup-try", *([] if network else ["--unshare-net"]), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]
     seen: set[Path] = set()
     links: list[str] = []
     for p in default_read_only() if read_only is None else read_only:

@@ -186,3 +186,15 @@ def test_correct_count_scripts_keep_full_marks(scripts_course: Path, student: st
 def test_replacing_the_helpers_or_reading_source_scores_nothing_for_the_script(scripts_course: Path,
                                                                                 student: str) -> None:
     assert _course_scores(scripts_course, student) == {"test-count-polygons": 0.0}
+
+
+@needs_bwrap
+def test_a_learners_script_rerun_by_the_grader_has_no_network(tmp_path: Path) -> None:
+    from grouputils.sandbox import sandbox_command
+
+    probe = "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=2)\nexcept OSError as e:\n" \
+            "    print(e.errno)\n"
+    run = subprocess.run(sandbox_command([sys.executable, "-I", "-c", probe], tmp_path, network=False),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "101"  # ENETUNREACH: only a loopback exists
