@@ -269,10 +269,8 @@ if NbGraderPreprocessor is not None:
                     if o.get("output_type") == "display_data" and RECORD_MIME in o.get("data", {}):
                         continue
                     if had_hidden and o.get("output_type") == "error":
-                        o.traceback = [f"{o.ename}: {o.evalue}"] if o.ename == _FAILED else [
-                            f"{o.ename}: a hidden test failed"]
-                        if o.ename != _FAILED:
-                            o.evalue = "a hidden test failed"
+                        # the message is the instructor's; the traceback would quote the hidden lines
+                        o.traceback = [f"{o.ename}: {o.evalue}"]
                     kept.append(o)
                 cell.outputs = kept
             return cell, resources
