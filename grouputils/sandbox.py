@@ -129,7 +129,8 @@ def sandbox_command(
     """
     workdir = Path(workdir).resolve()
     args = [bwrap_path(), "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", *([] if network else ["--unshare-net"]), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]
+            "--unshare-cgroup-try", *([] if network else ["--unshare-net"]),
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]
     seen: set[Path] = set()
     links: list[str] = []
     for p in default_read_only() if read_only is None else read_only:

@@ -54,7 +54,8 @@ def busiest_item(ctx) -> None:
 
 
 def totals(ctx) -> None:
-    assert ctx.recorded("lazy") is True, "lazy_count and lazy_area_km2 should be lazy (Dask-backed), made from the mosaic"
+    assert ctx.recorded("lazy") is True, \
+        "lazy_count and lazy_area_km2 should be lazy (Dask-backed), made from the mosaic"
     n, area = ctx.recorded("n_polygons"), ctx.recorded("area_km2")
     _, total, covered_km2 = _geotiffs(ctx)
     assert isinstance(n, int) and n == total, "n_polygons is not the number of polygons in the GeoTIFFs"
