@@ -34,3 +34,13 @@ c.LimitOutput.max_lines = 2000
 # Stubs the released notebooks show in place of the solutions.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Autograding in a sandbox, with trusted checks (README.md, "Autograding that cannot be gamed"):
+# kernels run under bubblewrap and see only their submission's folder, the environment and the
+# data; hidden tests only record values, and the checks in grading/<assignment>.py (never
+# released) run afterwards in a fresh `python -I` interpreter; feedback omits hidden tests.
+from pathlib import Path  # noqa: E402
+
+from grouputils.grading import configure  # noqa: E402
+
+configure(c, Path(__file__).resolve().parent / "grading")

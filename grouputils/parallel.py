@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tqdm.auto import tqdm
 
+from grouputils import cores as _cores
 from grouputils.config import Config
 from grouputils.errors import ConfigError, GroupUtilsError, GroupUtilsWarning
 
@@ -85,9 +86,7 @@ MIN_TASKS_PER_WORKER = 4
 #: Each task should do at least this many times its overhead in work (<= 10 % overhead).
 OVERHEAD_FACTOR = 10
 
-_ENV_CAP = "GROUPUTILS_MAX_WORKERS"
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
-_PROC_CGROUP = Path("/proc/self/cgroup")
+_ENV_CAP = _cores.ENV_CAP
 
 
 class TaskError(GroupUtilsError):
@@ -118,82 +117,13 @@ class WorkerCapWarning(GroupUtilsWarning):
 
 
 # --------------------------------------------------------------------------- cores
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
-
-def _cgroup_cpu_limit(root: Path = _CGROUP_ROOT, proc_cgroup: Path = _PROC_CGROUP) -> float | None:
-    """CPU quota of this process's cgroup in cores, or None when unlimited/unknown.
-
-    Reads cgroup v2 ``cpu.max`` (``"<quota> <period>"`` or ``"max <period>"``)
-    and cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota ``-1`` =
-    unlimited), in this process's own cgroup and every ancestor up to the
-    mount point; the smallest quota wins, as in the kernel.
-    """
-    text = _read_text(proc_cgroup) or ""
-    limits: list[float] = []
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, rel = parts
-        rel_parts = [p for p in rel.strip("/").split("/") if p]
-        if controllers == "":  # cgroup v2 unified hierarchy
-            bases = [root]
-            files: tuple[str, ...] = ("cpu.max",)
-        elif "cpu" in controllers.split(","):
-            bases = [root / "cpu", root / "cpu,cpuacct", root / "cpuacct,cpu"]
-            files = ("cpu.cfs_quota_us", "cpu.cfs_period_us")
-        else:
-            continue
-        for base in bases:
-            if not base.is_dir():
-                continue
-            # the process's cgroup and its ancestors (inside a container the
-            # cgroup namespace makes the mount point the container's own cgroup)
-            for depth in range(len(rel_parts), -1, -1):
-                d = base.joinpath(*rel_parts[:depth])
-                if files == ("cpu.max",):
-                    raw = _read_text(d / "cpu.max")
-                    if raw is None:
-                        continue
-                    fields = raw.split()
-                    if len(fields) == 2 and fields[0] != "max":
-                        try:
-                            limits.append(int(fields[0]) / int(fields[1]))
-                        except (ValueError, ZeroDivisionError):
-                            pass
-                else:
-                    quota, period = _read_text(d / files[0]), _read_text(d / files[1])
-                    if quota is None or period is None:
-                        continue
-                    try:
-                        q, p = int(quota), int(period)
-                    except ValueError:
-                        continue
-                    if q > 0 and p > 0:
-                        limits.append(q / p)
-    return min(limits) if limits else None
-
-
-def _env_cap() -> int | None:
-    raw = os.environ.get(_ENV_CAP)
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"environment variable {_ENV_CAP}={raw!r} must be a positive integer")
-    return value
+# The limits live in grouputils.cores; these names stay for existing callers.
+_cgroup_cpu_limit = _cores.cgroup_cpu_limit
+_env_cap = _cores.env_cap
 
 
 def core_limits(config: Config | None = None) -> dict[str, int | None]:
-    """Each limit on the number of worker processes, by source.
+    """Each limit on the number of worker processes, by source (see :func:`grouputils.cores.core_limits`).
 
     Parameters
     ----------
@@ -203,33 +133,21 @@ def core_limits(config: Config | None = None) -> dict[str, int | None]:
     Returns
     -------
     dict
-        ``{'affinity': n, 'cgroup': n or None, 'environment': n or None,
-        'config': n or None}``: the CPUs this process may run on
-        (``os.sched_getaffinity``), the container's CPU quota in whole cores
-        (rounded down, at least 1; None when there is no quota), the
-        ``GROUPUTILS_MAX_WORKERS`` environment variable and
-        ``config.max_workers``. :func:`usable_cores` is the smallest.
+        ``{'affinity', 'cgroup', 'environment', 'config', 'fair_share'}`` -> int or None.
     """
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        affinity = os.cpu_count() or 1
-    quota = _cgroup_cpu_limit()
-    return {
-        "affinity": affinity,
-        "cgroup": None if quota is None else max(1, math.floor(quota + 1e-9)),
-        "environment": _env_cap(),
-        "config": None if config is None else config.max_workers,
-    }
+    return _cores.core_limits(config)
 
 
 def usable_cores(config: Config | None = None) -> int:
     """The number of worker processes this process should use at most.
 
     The minimum of the CPUs this process may run on, the cgroup CPU quota
-    (a container's ``cpu.max`` or ``cpu.cfs_quota_us``), the instructor's cap
-    in the ``GROUPUTILS_MAX_WORKERS`` environment variable and
-    ``config.max_workers``. See :func:`core_limits` for each of them.
+    (a container's or a JupyterHub/systemd per-user ``cpu.max`` or
+    ``cpu.cfs_quota_us``), the instructor's cap in the
+    ``GROUPUTILS_MAX_WORKERS`` environment variable and
+    ``config.max_workers``; on a machine with more than 16 CPUs and none of
+    these, a fair share with a :class:`grouputils.cores.FairShareWarning`.
+    See :mod:`grouputils.cores`.
 
     Parameters
     ----------
@@ -246,8 +164,7 @@ def usable_cores(config: Config | None = None) -> int:
     ConfigError
         If ``GROUPUTILS_MAX_WORKERS`` is set to something other than a positive integer.
     """
-    limits = [v for v in core_limits(config).values() if v is not None]
-    return max(1, min(limits))
+    return _cores.usable_cores(config)
 
 
 def _check_positive_int(value: Any, name: str) -> int:
