@@ -130,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``grouputils run``: the whole pipeline; exit status 1 if any item failed."""
     from grouputils.config import Config, load_config_file
     from grouputils.errors import ConfigError, OutputError
-    from grouputils.pipeline import check_inputs, check_slurm_settings, run_pipeline
+    from grouputils.pipeline import PRIVATE_DIR, check_inputs, check_slurm_settings, run_pipeline
 
     settings = load_config_file(args.config) if args.config else {}
     slurm = settings.pop("slurm", None)
@@ -146,8 +146,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.config}: {e}") from None
     check_inputs(config)  # before anything is written
     try:
-        config.dir_output.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(config.dir_output / "run.log")
+        private = config.dir_output / PRIVATE_DIR  # the log names hosts and absolute paths
+        private.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(private / "run.log")
     except OSError as e:
         raise OutputError(config.dir_output, f"output folder is not writable ({e.strerror or e})") from e
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -198,7 +199,7 @@ def _print_run(report, config) -> None:  # a grouputils.pipeline.RunReport
     print(f"map                    {config.dir_output / 'index.html'} (serve the folder: python -m http.server)")
     if s.get("stac_catalog"):
         print(f"STAC catalogue         {config.dir_output / s['stac_catalog']}")
-    print(f"summary                {config.dir_output / 'run-summary.json'}, log {config.dir_output / 'run.log'}")
+    print(f"summary                {config.dir_output / 'run-summary.json'}, log {config.dir_output / '.grouputils' / 'run.log'}")
     for f in report.failures:
         print(f"FAILED {f['step']}: {f['item']}: {f['error']}", file=sys.stderr)
 

@@ -412,7 +412,7 @@ def choose_batch_size(
 def _default_run_dir(config: Config | None) -> Path:
     default = Config.__dataclass_fields__["dir_output"].default
     base = config.dir_output if config is not None else default
-    return Path(base) / "parsl-runinfo"
+    return Path(base) / ".grouputils" / "parsl-runinfo"
 
 
 def _worker_launch_cmd(python: str) -> str:
@@ -455,9 +455,10 @@ def local_config(
         (11 on the course server). More than :func:`usable_cores` warns
         (:class:`WorkerCapWarning`) and is clamped.
     run_dir : str or Path, optional
-        Parsl's log folder. Default ``<config.dir_output>/parsl-runinfo``
-        (``group-project/parsl-runinfo`` without a config), so Parsl does not
-        litter the working directory with ``runinfo/``. Made absolute.
+        Parsl's log folder. Default ``<config.dir_output>/.grouputils/parsl-runinfo``
+        (``group-project/.grouputils/parsl-runinfo`` without a config), so Parsl
+        does not litter the working directory with ``runinfo/`` and its
+        certificates and host names stay out of the published outputs. Made absolute.
     worker_init : str, optional
         Shell commands run before the worker pool starts (``module load ...``).
         Not needed to find this Python environment: see Notes.
@@ -606,7 +607,7 @@ def slurm_config(
         file system). Pass ``"python3"`` to use whatever ``worker_init`` puts
         on ``PATH``.
     run_dir : str or Path, optional
-        Parsl's log folder; default ``<config.dir_output>/parsl-runinfo``.
+        Parsl's log folder; default ``<config.dir_output>/.grouputils/parsl-runinfo``.
     config : Config, optional
         The pipeline configuration (``dir_output``, ``max_workers``).
     strategy_period : float

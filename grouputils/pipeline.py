@@ -51,7 +51,6 @@ import json
 import logging
 import math
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -63,9 +62,11 @@ from tqdm.auto import tqdm
 from grouputils.atomic import write_json_atomic
 from grouputils.config import Config
 from grouputils.errors import ConfigError, InputError, OutputError
+from grouputils.failures import Failure
 from grouputils.parallel import choose_batch_size, make_batch, parallel_map
 from grouputils.profiling import profile_resources
 from grouputils.rasterize import RasterTiler
+from grouputils.runlock import RunLock
 from grouputils.staging import STAGED_LAYER, TileStager
 from grouputils.tiles import Tile, Tiles, tile_from_path, tile_to_str
 
@@ -76,7 +77,11 @@ log = logging.getLogger(__name__)
 Executor = Literal["serial", "local", "slurm"]
 MANIFEST = "run-manifest.json"
 SUMMARY = "run-summary.json"
-KILL_HOOK = "GROUPUTILS_TEST_KILL_AT"  # test-only: "<step>:<n>" SIGKILLs this process after n items
+#: The run's private folder inside the output folder: Parsl's run folder (with its
+#: certificates), the log and the run lock. Never linked by the map; not to be published.
+PRIVATE_DIR = ".grouputils"
+#: Frames of a failed item's traceback kept in the summary (the log has all of them).
+SUMMARY_FRAMES = 3
 
 
 @dataclasses.dataclass
@@ -139,11 +144,15 @@ class RunReport:
 
 # ----------------------------------------------------------------- tasks
 def _guarded(func: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
-    """Run ``func(item)`` and return ``(True, result)`` or ``(False, error text)``."""
+    """Run ``func(item)``; return ``(True, result)`` or ``(False, failure)``.
+
+    A failure is a :class:`Failure`: the error text and its whole traceback
+    (formatted on the worker, so it survives the trip back).
+    """
     try:
         return True, func(item)
     except Exception as e:  # reported per item; the run goes on
-        return False, f"{type(e).__name__}: {e}"
+        return False, Failure.from_exception(e)
 
 
 def _guarded_batch(func: Callable[[Any], Any], items: Sequence[Any]) -> list[tuple[bool, Any]]:
@@ -167,15 +176,12 @@ def _run_task(func: Callable[[Any], Any], item: Any) -> Any:
 
 
 class _Runner:
-    """Maps functions over items on one executor, with progress, kill hook and partial results."""
+    """Maps functions over items on one executor, with progress and partial results."""
 
     def __init__(self, executor: Executor, workers: int, progress: bool) -> None:
         self.executor = executor
         self.workers = workers
         self.progress = progress
-        kill = os.environ.get(KILL_HOOK, "")
-        self.kill_step, _, n = kill.rpartition(":")
-        self.kill_after = int(n) if n else None
 
     def map(
         self,
@@ -201,18 +207,13 @@ class _Runner:
         size = choose_batch_size(len(items), self.workers) if batch and len(items) > 1 else 1
         batches = make_batch(items, size)
         task = functools.partial(_guarded_batch, func)
-        kill = self.kill_step == step and self.kill_after is not None
-        if kill:  # test-only: run a number of batches, then die (SIGKILL, no clean-up)
-            batches = batches[: self.kill_after]
         results: list[list[tuple[bool, Any]]] = [[] for _ in batches]
-        with tqdm(total=sum(map(len, batches)), desc=step, unit="item", disable=not self.progress or kill) as bar:
+        with tqdm(total=sum(map(len, batches)), desc=step, unit="item", disable=not self.progress) as bar:
             for i, res in self._completed(task, batches):
                 results[i] = res
                 if on_done is not None:
                     on_done(batches[i], res)
                 bar.update(len(batches[i]))
-        if kill:
-            os.kill(os.getpid(), signal.SIGKILL)
         return [r for chunk in results for r in chunk]
 
     def _completed(self, task: Callable[[Any], Any], batches: list[list[Any]]) -> Iterator[tuple[int, Any]]:
@@ -232,7 +233,7 @@ class _Runner:
             try:
                 yield i, fut.result()
             except Exception as e:  # the task itself was lost, not one item
-                yield i, [(False, f"{type(e).__name__}: {e}")] * len(batches[i])
+                yield i, [(False, Failure.from_exception(e))] * len(batches[i])
 
 
 class _ManifestWriter:
@@ -272,7 +273,7 @@ def _executor(
 
     from grouputils import parallel
 
-    run_dir = config.dir_output / "parsl-runinfo"
+    run_dir = config.dir_output / PRIVATE_DIR / "parsl-runinfo"
     if executor == "local":
         pconf = parallel.local_config(workers, run_dir=run_dir, config=config, blocks=blocks)
     elif executor == "slurm":
@@ -372,6 +373,19 @@ def check_inputs(config: Config) -> list[Path]:
     return inputs
 
 
+def _one_run_per_output_folder(func: Callable[..., RunReport]) -> Callable[..., RunReport]:
+    """Hold the output folder's :class:`~grouputils.runlock.RunLock` while ``func`` runs."""
+
+    @functools.wraps(func)
+    def locked(config: Config, **kwargs: Any) -> RunReport:
+        check_inputs(config)  # before anything is written
+        with RunLock(config.dir_output / PRIVATE_DIR, what=config.dir_output):
+            return func(config, **kwargs)
+
+    return locked
+
+
+@_one_run_per_output_folder
 def run_pipeline(
     config: Config,
     *,
@@ -418,6 +432,8 @@ def run_pipeline(
     ConfigError
         The output folder is (inside) the input folder, or ``executor='slurm'``
         without a valid ``slurm`` table.
+    grouputils.runlock.RunLockedError
+        Another run is using the output folder (one run per output folder).
     """
     from grouputils.parallel import clamp_workers, usable_cores
 
@@ -632,8 +648,9 @@ def _collect(rep: StepReport, items: Sequence[Any], results: Sequence[tuple[bool
 
 
 def _fail(rep: StepReport, item: Any, error: Any) -> None:
-    rep.failed.append({"item": str(item), "error": str(error)})
-    log.error("%s failed on %s: %s", rep.name, item, error)
+    failure = error if isinstance(error, Failure) else Failure(str(error), "")
+    rep.failed.append({"item": str(item), "error": failure.error, "traceback": failure.first_frames(SUMMARY_FRAMES)})
+    log.error("%s failed on %s: %s\n%s", rep.name, item, failure.error, failure.traceback.rstrip())
 
 
 def _finish(rep: StepReport, prof, timeline: list) -> None:
