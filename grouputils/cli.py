@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import time
@@ -264,6 +265,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        print(
+            f"grouputils {args.command}: error: no space left on device writing {e.filename or 'the outputs'}: "
+            "free some space (or choose another output folder) and run again; finished outputs are kept",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         root.removeHandler(console)
 

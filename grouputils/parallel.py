@@ -427,8 +427,25 @@ def _worker_launch_cmd(python: str) -> str:
     return f"{shlex.quote(python)} -m {module} {options}"
 
 
+#: The interchange ignores SIGINT: Ctrl-C in a terminal reaches the whole foreground
+#: process group, and an interchange killed by it leaves the main process waiting
+#: forever for results. The main process gets the KeyboardInterrupt and shuts the
+#: executor down (which stops the interchange with SIGTERM).
+_INTERCHANGE_IGNORING_SIGINT = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "runpy.run_module('parsl.executors.high_throughput.interchange', run_name='__main__', alter_sys=True)"
+)
+
+#: Seconds between heartbeats of the interchange and a local worker pool, and
+#: seconds of silence after which a pool exits (Parsl's defaults are 30 and 120):
+#: a worker pool runs in its own session, so when the run is killed (SIGKILL of its
+#: process group, with the interchange) only the missing heartbeats stop it.
+LOCAL_HEARTBEAT_PERIOD = 2
+LOCAL_HEARTBEAT_THRESHOLD = 8
+
+
 def _interchange_cmd(python: str) -> list[str]:
-    return [python, "-m", "parsl.executors.high_throughput.interchange"]
+    return [python, "-c", _INTERCHANGE_IGNORING_SIGINT]
 
 
 def local_config(
@@ -528,6 +545,8 @@ def local_config(
         loopback_address="127.0.0.1",
         launch_cmd=_worker_launch_cmd(python),
         interchange_launch_cmd=_interchange_cmd(python),
+        heartbeat_period=LOCAL_HEARTBEAT_PERIOD,
+        heartbeat_threshold=LOCAL_HEARTBEAT_THRESHOLD,
         provider=LocalProvider(
             init_blocks=blocks,
             min_blocks=blocks,

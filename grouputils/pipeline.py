@@ -251,6 +251,19 @@ class _ManifestWriter:
         write_json_atomic(self.path, self.manifest)
         self.last = time.monotonic()
 
+    def __enter__(self) -> _ManifestWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        # also when interrupted: the manifest only names finished outputs
+        if exc is None:
+            self.now()
+            return
+        try:
+            self.now()
+        except OSError as e:  # keep the run's own error (a full disk, say)
+            log.error("could not save %s: %s", self.path, e)
+
 
 # -------------------------------------------------------------- pipeline
 def _load_manifest(path: Path) -> dict[str, dict[str, str]]:
@@ -469,7 +482,7 @@ def run_pipeline(
     steps: list[StepReport] = []
     timeline = []
     t_run = time.perf_counter()
-    with _executor(executor, n_workers, config, slurm, blocks) as startup_s:
+    with saver, _executor(executor, n_workers, config, slurm, blocks) as startup_s:
         runner = _Runner(executor, n_workers * (blocks if executor == "local" else 1), progress)
 
         def step(name: str):
