@@ -61,6 +61,7 @@ from tqdm.auto import tqdm
 from grouputils.config import Config
 from grouputils.errors import InputError, OutputError
 from grouputils.tiles import Tiles, tile_from_path, tile_to_str
+from grouputils.swap import replace_folder
 
 __all__ = ["STAC_DIR", "catalog_path", "write_stac_catalog", "validate_stac_catalog", "item_id"]
 
@@ -294,19 +295,16 @@ def write_stac_catalog(
 
     final = config.dir_output / STAC_DIR
     tmp = config.dir_output / f".{STAC_DIR}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-    old = config.dir_output / f".{STAC_DIR}.{os.getpid()}-{uuid.uuid4().hex[:8]}.old.tmp"
     try:
         root.normalize_hrefs(str(final.resolve()))
         root.make_all_asset_hrefs_relative()
         # tmp is a sibling of final: relative paths written there stay right after the rename
         root.save(pystac.CatalogType.SELF_CONTAINED, dest_href=str(tmp.resolve()))
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
+        replace_folder(tmp, final)  # readers see the old or the new catalogue, never none
     except OSError as e:
         raise OutputError(final, f"cannot write the STAC catalogue ({e.strerror or e})") from e
     finally:
-        for leftover in (tmp, old):
+        for leftover in (tmp, tmp.with_name(tmp.name + ".old")):
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(leftover)
     return final / "catalog.json"

@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import time
@@ -177,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``grouputils run``: the whole pipeline; exit status 1 if any item failed."""
     from grouputils.config import Config, load_config_file
     from grouputils.errors import ConfigError, OutputError
-    from grouputils.pipeline import check_inputs, check_slurm_settings, run_pipeline
+    from grouputils.pipeline import PRIVATE_DIR, check_inputs, check_slurm_settings, run_pipeline
     from grouputils.preflight import check_statistic_columns
 
     settings = load_config_file(args.config) if args.config else {}
@@ -195,8 +196,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = check_inputs(config)  # before anything is written
     check_statistic_columns(config, inputs, source=args.config)
     try:
-        config.dir_output.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(config.dir_output / "run.log")
+        private = config.dir_output / PRIVATE_DIR  # the log names hosts and absolute paths
+        private.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(private / "run.log")
     except OSError as e:
         raise OutputError(config.dir_output, f"output folder is not writable ({e.strerror or e})") from e
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -247,7 +249,7 @@ def _print_run(report, config) -> None:  # a grouputils.pipeline.RunReport
     print(f"map                    {config.dir_output / 'index.html'} (serve the folder: python -m http.server)")
     if s.get("stac_catalog"):
         print(f"STAC catalogue         {config.dir_output / s['stac_catalog']}")
-    print(f"summary                {config.dir_output / 'run-summary.json'}, log {config.dir_output / 'run.log'}")
+    print(f"summary                {config.dir_output / 'run-summary.json'}, log {config.dir_output / '.grouputils' / 'run.log'}")
     for f in report.failures:
         print(f"FAILED {f['step']}: {f['item']}: {f['error']}", file=sys.stderr)
 
@@ -312,6 +314,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        print(
+            f"grouputils {args.command}: error: no space left on device writing {e.filename or 'the outputs'}: "
+            "free some space (or choose another output folder) and run again; finished outputs are kept",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         root.removeHandler(console)
 

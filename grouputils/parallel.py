@@ -329,7 +329,7 @@ def choose_batch_size(
 def _default_run_dir(config: Config | None) -> Path:
     default = Config.__dataclass_fields__["dir_output"].default
     base = config.dir_output if config is not None else default
-    return Path(base) / "parsl-runinfo"
+    return Path(base) / ".grouputils" / "parsl-runinfo"
 
 
 def _worker_launch_cmd(python: str) -> str:
@@ -344,8 +344,25 @@ def _worker_launch_cmd(python: str) -> str:
     return f"{shlex.quote(python)} -m {module} {options}"
 
 
+#: The interchange ignores SIGINT: Ctrl-C in a terminal reaches the whole foreground
+#: process group, and an interchange killed by it leaves the main process waiting
+#: forever for results. The main process gets the KeyboardInterrupt and shuts the
+#: executor down (which stops the interchange with SIGTERM).
+_INTERCHANGE_IGNORING_SIGINT = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "runpy.run_module('parsl.executors.high_throughput.interchange', run_name='__main__', alter_sys=True)"
+)
+
+#: Seconds between heartbeats of the interchange and a local worker pool, and
+#: seconds of silence after which a pool exits (Parsl's defaults are 30 and 120):
+#: a worker pool runs in its own session, so when the run is killed (SIGKILL of its
+#: process group, with the interchange) only the missing heartbeats stop it.
+LOCAL_HEARTBEAT_PERIOD = 2
+LOCAL_HEARTBEAT_THRESHOLD = 8
+
+
 def _interchange_cmd(python: str) -> list[str]:
-    return [python, "-m", "parsl.executors.high_throughput.interchange"]
+    return [python, "-c", _INTERCHANGE_IGNORING_SIGINT]
 
 
 def local_config(
@@ -372,9 +389,10 @@ def local_config(
         (11 on the course server). More than :func:`usable_cores` warns
         (:class:`WorkerCapWarning`) and is clamped.
     run_dir : str or Path, optional
-        Parsl's log folder. Default ``<config.dir_output>/parsl-runinfo``
-        (``group-project/parsl-runinfo`` without a config), so Parsl does not
-        litter the working directory with ``runinfo/``. Made absolute.
+        Parsl's log folder. Default ``<config.dir_output>/.grouputils/parsl-runinfo``
+        (``group-project/.grouputils/parsl-runinfo`` without a config), so Parsl
+        does not litter the working directory with ``runinfo/`` and its
+        certificates and host names stay out of the published outputs. Made absolute.
     worker_init : str, optional
         Shell commands run before the worker pool starts (``module load ...``).
         Not needed to find this Python environment: see Notes.
@@ -444,6 +462,8 @@ def local_config(
         loopback_address="127.0.0.1",
         launch_cmd=_worker_launch_cmd(python),
         interchange_launch_cmd=_interchange_cmd(python),
+        heartbeat_period=LOCAL_HEARTBEAT_PERIOD,
+        heartbeat_threshold=LOCAL_HEARTBEAT_THRESHOLD,
         provider=LocalProvider(
             init_blocks=blocks,
             min_blocks=blocks,
@@ -526,7 +546,7 @@ def slurm_config(
         file system). Pass ``"python3"`` to use whatever ``worker_init`` puts
         on ``PATH``.
     run_dir : str or Path, optional
-        Parsl's log folder; default ``<config.dir_output>/parsl-runinfo``.
+        Parsl's log folder; default ``<config.dir_output>/.grouputils/parsl-runinfo``.
     config : Config, optional
         The pipeline configuration (``dir_output``, ``max_workers``).
     strategy_period : float

@@ -56,7 +56,6 @@ import functools
 import logging
 import os
 import shutil
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -67,6 +66,7 @@ from tqdm.auto import tqdm
 from grouputils.atomic import write_json_atomic
 from grouputils.config import Config
 from grouputils.errors import ConfigError, InputError, OutputError
+from grouputils.failures import Failure
 from grouputils.parallel import choose_batch_size, make_batch, parallel_map
 from grouputils.preflight import check_statistic_columns
 from grouputils.profiling import profile_resources
@@ -76,6 +76,7 @@ from grouputils.reports import run_totals
 from grouputils.run_steps import STEPS, Context
 from grouputils.state import STATE_DIR, STATE_FILE, RunState
 from grouputils.tiles import Tiles, pyramid_min_zoom
+from grouputils.runlock import RunLock
 
 __all__ = ["run_pipeline", "RunReport", "StepReport", "Executor", "check_inputs", "check_slurm_settings"]
 
@@ -84,7 +85,9 @@ log = logging.getLogger(__name__)
 Executor = Literal["serial", "local", "slurm"]
 MANIFEST = "run-manifest.json"  # the state file replaced it; removed when found
 SUMMARY = "run-summary.json"
-KILL_HOOK = "GROUPUTILS_TEST_KILL_AT"  # test-only: "<step>:<n>" SIGKILLs this process after n items
+#: The run's private folder inside the output folder: Parsl's run folder (with its
+#: certificates), the log and the run lock. Never linked by the map; not to be published.
+PRIVATE_DIR = ".grouputils"
 
 
 @dataclasses.dataclass
@@ -147,11 +150,15 @@ class RunReport:
 
 # ----------------------------------------------------------------- tasks
 def _guarded(func: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
-    """Run ``func(item)`` and return ``(True, result)`` or ``(False, error text)``."""
+    """Run ``func(item)``; return ``(True, result)`` or ``(False, failure)``.
+
+    A failure is a :class:`Failure`: the error text and its whole traceback
+    (formatted on the worker, so it survives the trip back).
+    """
     try:
         return True, func(item)
     except Exception as e:  # reported per item; the run goes on
-        return False, f"{type(e).__name__}: {e}"
+        return False, Failure.from_exception(e)
 
 
 def _guarded_batch(func: Callable[[Any], Any], items: Sequence[Any]) -> list[tuple[bool, Any]]:
@@ -164,7 +171,7 @@ def _run_task(func: Callable[[Any], Any], item: Any) -> Any:
 
 
 class _Runner:
-    """Maps functions over items on one executor, with progress, kill hook and partial results."""
+    """Maps functions over items on one executor, with progress and partial results."""
 
     def __init__(
         self, executor: Executor, workers: int, progress: bool, start: Callable[[], float] | None = None
@@ -174,9 +181,6 @@ class _Runner:
         self.progress = progress
         self._start = start  # loads the executor on first use: a run with nothing to do starts no worker
         self.startup_s = 0.0
-        kill = os.environ.get(KILL_HOOK, "")
-        self.kill_step, _, n = kill.rpartition(":")
-        self.kill_after = int(n) if n else None
 
     def map(
         self,
@@ -202,18 +206,13 @@ class _Runner:
         size = choose_batch_size(len(items), self.workers) if batch and len(items) > 1 else 1
         batches = make_batch(items, size)
         task = functools.partial(_guarded_batch, func)
-        kill = self.kill_step == step and self.kill_after is not None
-        if kill:  # test-only: run a number of batches, then die (SIGKILL, no clean-up)
-            batches = batches[: self.kill_after]
         results: list[list[tuple[bool, Any]]] = [[] for _ in batches]
-        with tqdm(total=sum(map(len, batches)), desc=step, unit="item", disable=not self.progress or kill) as bar:
+        with tqdm(total=sum(map(len, batches)), desc=step, unit="item", disable=not self.progress) as bar:
             for i, res in self._completed(task, batches):
                 results[i] = res
                 if on_done is not None:
                     on_done(batches[i], res)
                 bar.update(len(batches[i]))
-        if kill:
-            os.kill(os.getpid(), signal.SIGKILL)
         return [r for chunk in results for r in chunk]
 
     def _completed(self, task: Callable[[Any], Any], batches: list[list[Any]]) -> Iterator[tuple[int, Any]]:
@@ -236,7 +235,7 @@ class _Runner:
             try:
                 yield i, fut.result()
             except Exception as e:  # the task itself was lost, not one item
-                yield i, [(False, f"{type(e).__name__}: {e}")] * len(batches[i])
+                yield i, [(False, Failure.from_exception(e))] * len(batches[i])
 
 
 # -------------------------------------------------------------- pipeline
@@ -252,7 +251,7 @@ def _executor(
 
     from grouputils import parallel
 
-    run_dir = config.dir_output / "parsl-runinfo"
+    run_dir = config.dir_output / PRIVATE_DIR / "parsl-runinfo"
     if executor == "local":
         pconf = parallel.local_config(workers, run_dir=run_dir, config=config, blocks=blocks)
     elif executor == "slurm":
@@ -342,6 +341,19 @@ def check_inputs(config: Config) -> list[Path]:
     return inputs
 
 
+def _one_run_per_output_folder(func: Callable[..., RunReport]) -> Callable[..., RunReport]:
+    """Hold the output folder's :class:`~grouputils.runlock.RunLock` while ``func`` runs."""
+
+    @functools.wraps(func)
+    def locked(config: Config, **kwargs: Any) -> RunReport:
+        check_inputs(config)  # before anything is written
+        with RunLock(config.dir_output / PRIVATE_DIR, what=config.dir_output):
+            return func(config, **kwargs)
+
+    return locked
+
+
+@_one_run_per_output_folder
 def run_pipeline(
     config: Config,
     *,
@@ -388,6 +400,8 @@ def run_pipeline(
     ConfigError
         The output folder is (inside) the input folder, or ``executor='slurm'``
         without a valid ``slurm`` table.
+    grouputils.runlock.RunLockedError
+        Another run is using the output folder (one run per output folder).
     """
     from grouputils.parallel import clamp_workers, usable_cores
 

@@ -734,7 +734,7 @@ def sweep_workers(
     interval : float
         Sampling interval of the resource profile, seconds.
     run_dir : str or Path, optional
-        Parent of Parsl's run folders; default ``<config.dir_output>/parsl-runinfo``.
+        Parent of Parsl's run folders; default ``<config.dir_output>/.grouputils/parsl-runinfo``.
     config : Config, optional
         Supplies ``dir_output`` and the instructor's ``max_workers``.
     progress : bool
@@ -785,7 +785,7 @@ def sweep_workers(
     checked.sort()
     if run_dir is None:
         base_out = config.dir_output if config is not None else Path("group-project")
-        run_root = Path(base_out) / "parsl-runinfo"
+        run_root = Path(base_out) / ".grouputils" / "parsl-runinfo"
     else:
         run_root = Path(run_dir)
     run_root = run_root.expanduser().resolve()

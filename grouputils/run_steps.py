@@ -19,6 +19,7 @@ from typing import Any
 
 from grouputils.atomic import write_text_atomic
 from grouputils.config import Config
+from grouputils.failures import Failure
 from grouputils.rasterize import RasterTiler
 from grouputils.reports import raster_summary
 from grouputils.staging import TileStager
@@ -303,6 +304,13 @@ def collect(rep: Any, items: Sequence[Any], results: Sequence[tuple[bool, Any]])
             fail(rep, item, res)
 
 
+#: Frames of a failed item's traceback kept in the summary (the log has all of them).
+SUMMARY_FRAMES = 3
+
+
 def fail(rep: Any, item: Any, error: Any) -> None:
-    rep.failed.append({"item": str(item), "error": str(error)})
-    log.error("%s failed on %s: %s", rep.name, item, error)
+    failure = error if isinstance(error, Failure) else Failure(str(error), "")
+    rep.failed.append(
+        {"item": str(item), "error": failure.error, "traceback": failure.first_frames(SUMMARY_FRAMES)}
+    )
+    log.error("%s failed on %s: %s\n%s", rep.name, item, failure.error, failure.traceback.rstrip())

@@ -143,7 +143,7 @@ def test_executor_slurm_builds_slurm_config_from_the_config_file(one_input, tmp_
         "max_blocks": 3,
         "worker_init": "source /projects/iwp/.venv/bin/activate",
     }
-    assert Path(kwargs["run_dir"]) == out / "parsl-runinfo"
+    assert Path(kwargs["run_dir"]) == out / ".grouputils" / "parsl-runinfo"
     assert kwargs["config"].dir_output == out  # so the instructor's max_workers cap applies
     executor = captured["parsl_config"].executors[0]
     provider = executor.provider

@@ -236,7 +236,7 @@ def test_local_config_is_a_fresh_single_block_loopback_pool_every_call(tmp_path:
     assert isinstance(ex.provider, LocalProvider)
     assert (ex.provider.init_blocks, ex.provider.max_blocks) == (1, 1)
     assert a.strategy_period <= 1
-    assert Path(a.run_dir) == (tmp_path / "out" / "parsl-runinfo").resolve()
+    assert Path(a.run_dir) == (tmp_path / "out" / ".grouputils" / "parsl-runinfo").resolve()
 
 
 def test_local_config_starts_parsl_with_this_interpreter_not_scripts_on_path(tmp_path: Path) -> None:

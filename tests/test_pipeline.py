@@ -9,12 +9,14 @@ timestamps. One serial run is the reference for the whole module.
 from __future__ import annotations
 
 import dataclasses
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from PIL import Image
 
 from grouputils import cli
 from grouputils.config import Config
-from grouputils.pipeline import KILL_HOOK, RunReport, run_pipeline
+from grouputils.pipeline import RunReport, run_pipeline
 
 #: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
 SAMPLES = Path(__file__).resolve().parents[1] / "data-samples"
@@ -369,9 +371,57 @@ def test_removing_an_input_removes_its_tiles(reference: Run, copied: Run, tmp_pa
 
 # -------------------------------------------------------------- killed and rerun
 def run_cli_killed(inputs: Path, out: Path, point: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, **{KILL_HOOK: point})
+    """Run the command line and SIGKILL its whole process group from outside at ``point``.
+
+    ``point`` is ``"<step>:<n>"``: the kill comes as soon as the run has committed
+    ``n`` items of that step (polled every few milliseconds), like a node failure
+    or the out-of-memory killer at that moment.
+    """
+    step, _, n = point.rpartition(":")
+    ready = KILL_WHEN[step]
     cmd = [sys.executable, "-m", "grouputils.cli", "run", str(inputs), str(out), "--executor", "serial", "--no-progress"]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 600
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if ready(out) >= int(n):
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def _recorded(out: Path, kind: str) -> int:
+    """Tiles of ``kind`` the run's state records as done (read-only, from outside the run)."""
+    import sqlite3
+
+    path = out / ".grouputils" / "state.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.1)) as db:
+            return db.execute("SELECT count(*) FROM tiles WHERE kind = ?", (kind,)).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _committed(out: Path, pattern: str) -> int:
+    """Files renamed into place (temporary files are hidden: ``.<name>.<id>.tmp<suffix>``)."""
+    return sum(not p.name.startswith(".") for p in out.glob(pattern))
+
+
+#: step -> how many of its items a run has committed so far (read from outside the run)
+KILL_WHEN = {
+    "stage": lambda out: _committed(out, "staging-parts/manifests/*.json"),
+    "finalize": lambda out: _committed(out, "staged/*/13/*/*.gpkg"),
+    "rasterize": lambda out: _recorded(out, "geotiff"),
+    "web tiles": lambda out: _committed(out, "web_tiles/*/*/*/*/*.png"),
+}
 
 
 def count(out: Path, pattern: str) -> int:
@@ -441,7 +491,7 @@ def test_two_blocks_simulating_two_nodes_give_the_same_outputs_as_a_serial_run(
     assert report.summary["blocks"] == 2
     # both worker pools ran tasks (Parsl keeps one log folder per block)
     for block in ("block-0", "block-1"):
-        logs = list((config.dir_output / "parsl-runinfo").glob(f"*/htex_local/{block}/*/worker_*.log"))
+        logs = list((config.dir_output / ".grouputils" / "parsl-runinfo").glob(f"*/htex_local/{block}/*/worker_*.log"))
         assert any("Completed executor task" in p.read_text() for p in logs), block
     assert_same_outputs(reference.out, config.dir_output)
 
@@ -464,7 +514,7 @@ def test_a_broken_input_fails_alone_and_a_rerun_after_fixing_it_completes(
     assert "cannot be opened" in summary["failures"][0]["error"]
     assert summary["input_files"] == 2  # the others were staged and went all the way
     assert (out / "index.html").exists() and count(out, "web_tiles/*/*/0/0/0.png") == 2
-    assert str(broken) in (out / "run.log").read_text()
+    assert str(broken) in (out / ".grouputils" / "run.log").read_text()
 
     shutil.copy2(reference.inputs / CHANGED, broken)
     assert cli.main(args) == 0
@@ -473,7 +523,7 @@ def test_a_broken_input_fails_alone_and_a_rerun_after_fixing_it_completes(
     # what the command line prints and leaves besides the outputs
     printed = capsys.readouterr().out
     assert f"unique polygons        {reference.report.summary['unique_polygons']}" in printed
-    log = (out / "run.log").read_text()
+    log = (out / ".grouputils" / "run.log").read_text()
     for name in STEPS:
         assert f"{name}: " in log
     with Image.open(out / "run-resources.png") as im:
