@@ -346,7 +346,7 @@ def test_solution_notebooks_reproduce_their_result_cells(assignment, tmp_path):
     fixture = NBRegressionFixture(
         exec_timeout=900,
         exec_cwd=str(tmp_path),
-        exec_env={"GROUPUTILS_DATA": str(shipped_samples())},
+        exec_env={"GROUPUTILS_DATA": str(shipped_samples()), "PATH": course_env()["PATH"]},
         diff_ignore=ignore,
         diff_replace=replace,
         diff_use_color=False,
