@@ -327,6 +327,8 @@ web_tile_paths = rasterizer.webtiles_from_geotiffs()
 """,
     # threads, and parsl.clear() instead of a shutdown
     "parallel-raster": """
+from parsl.executors import ThreadPoolExecutor
+
 parsl.load(Config(executors=[ThreadPoolExecutor(max_threads=n_workers)], run_dir="group-project/parsl-runinfo"))
 t0 = time.perf_counter()
 raster_futures = [rasterize_batch(b, rasterizer) for b in batches]
