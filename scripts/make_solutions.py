@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown assignment(s) {unknown}; choose from {known}")
     env = dict(os.environ)
     env.pop(DATA_ENV, None)
+    # the kernel's PATH starts with this environment's bin/, as the instructor guide's kernel has it:
+    # Parsl's HighThroughputExecutor runs interchange.py and process_worker_pool.py from PATH
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     if args.data is not None:
         env[DATA_ENV] = str(args.data.resolve())
     for assignment in args.assignments or known:

@@ -89,34 +89,117 @@ def stage_one(path):
 stage_result, prof = stage_one(largest_file)
 seconds_largest = prof.wall_s
 """,
-    # MiB instead of MB, used consistently
+    # MiB instead of MB, and seconds per MiB from the mean of the three largest files
     "estimate-serial": """
 MiB = 2**20
 total_mb = sum(f.stat().st_size for f in files_to_stage) / MiB
-seconds_per_mb = seconds_largest / (largest_file.stat().st_size / MiB)
+rates = []
+for f in sorted(files_to_stage, key=lambda f: f.stat().st_size)[-3:]:
+    t0 = time.perf_counter()
+    stager.stage(f)
+    rates.append((time.perf_counter() - t0) / (f.stat().st_size / MiB))
+seconds_per_mb = sum(rates) / len(rates)
 estimate_serial_s = total_mb * seconds_per_mb
 """,
     "estimate-full": """
 estimate_full_s = 26530 * 400 * seconds_per_mb
 estimate_full_days = estimate_full_s / (24 * 60 * 60)
 """,
+    # keyword style, no worker_init (the kernel's PATH has the environment), another run_dir
+    "make-config": """
+n_workers = min(usable_cores(), 11)
+
+def make_config(workers: int) -> Config:
+    provider = LocalProvider(init_blocks=1, max_blocks=1, worker_init="")
+    htex = HighThroughputExecutor(label="local", max_workers_per_node=workers, provider=provider)
+    return Config(executors=[htex], run_dir=str(Path("group-project") / "runinfo"), strategy_period=0.5)
+""",
+    # pathlib inside the app (imported in its body), the path taken from the stager's result
+    "stage-app": """
+@python_app
+def stage_file(path, stager):
+    from pathlib import Path
+    return Path(stager.stage(Path(path)).path)
+""",
+    # loops, as_completed and concurrent.futures.wait instead of .result() comprehensions
+    "threads-vs-processes": """
+@python_app
+def warm():
+    import time
+    import grouputils.staging
+    time.sleep(0.5)
+    return 1
+
+with parsl.load(Config(executors=[ThreadPoolExecutor(max_threads=n_workers, label="threads")],
+                       run_dir="group-project/runinfo")):
+    start = time.perf_counter()
+    thread_futures = []
+    for p in small_batch:
+        thread_futures.append(stage_file(p, stager))
+    for f in concurrent.futures.as_completed(thread_futures):
+        f.result()
+    threads_s = time.perf_counter() - start
+with parsl.load(make_config(n_workers)):
+    for f in [warm() for _ in range(n_workers)]:
+        f.result()
+    start = time.perf_counter()
+    process_futures = [stage_file(p, stager) for p in small_batch]
+    concurrent.futures.wait(process_futures)
+    processes_s = time.perf_counter() - start
+""",
+    # parsl.load + dfk().cleanup() in finally, a loop, as_completed for both runs
     "parallel-staging": """
-n_workers = usable_cores()
 stager.clear()
 with profile_resources(interval=0.2) as parallel_prof:
-    with parsl.load(local_config(workers=n_workers)):
+    parsl.load(make_config(n_workers))
+    try:
         start = time.perf_counter()
-        stage_results = parallel_map(stager.stage, files_to_stage, progress=False)
+        stage_futures = []
+        for path in files_to_stage:
+            stage_futures.append(stage_file(path, stager))
+        staged_paths = [f.result() for f in concurrent.futures.as_completed(stage_futures)]
         parallel_s = time.perf_counter() - start
         start = time.perf_counter()
-        warm_results = parallel_map(stager.stage, files_to_stage, progress=False)
+        warm_futures = [stage_file(path, stager) for path in files_to_stage]
+        for done in concurrent.futures.as_completed(warm_futures):
+            done.result()
         warm_s = time.perf_counter() - start
+    finally:
+        parsl.dfk().cleanup()
 start = time.perf_counter()
 finalize_table = stager.finalize(progress=False)
 finalize_s = time.perf_counter() - start
 print(n_workers, parallel_s, warm_s)
 """,
 }
+
+STAGING_SOLUTION_RUN = """
+stager.clear()
+with profile_resources() as parallel_prof:
+    with parsl.load({config}):
+        t0 = time.perf_counter()
+        stage_futures = [stage_file(path, stager) for path in files_to_stage]
+        {wait_1}
+        t0 = time.perf_counter()
+        warm_futures = [stage_file(path, stager) for path in files_to_stage]
+        for future in concurrent.futures.as_completed(warm_futures):
+            future.result()
+        warm_s = time.perf_counter() - t0
+t0 = time.perf_counter()
+finalize_table = stager.finalize()
+finalize_s = time.perf_counter() - t0
+"""
+_WAIT = "staged_paths = [f.result() for f in stage_futures]\n        parallel_s = time.perf_counter() - t0"
+
+# threads where the lesson asks for processes: loses the process-pool points, nothing else
+STAGING_THREADS = {"parallel-staging": STAGING_SOLUTION_RUN.format(
+    config='Config(executors=[ThreadPoolExecutor(max_threads=n_workers)], run_dir="group-project/parsl-runinfo")',
+    wait_1=_WAIT)}
+
+# the clock stopped when the tasks were submitted, before waiting for them
+STAGING_NO_WAIT = {"parallel-staging": STAGING_SOLUTION_RUN.format(
+    config="make_config(n_workers)",
+    wait_1="parallel_s = time.perf_counter() - t0\n        staged_paths = [f.result() for f in stage_futures]")}
 
 STAGING_WRONG = {
     # the earlier course's list position instead of the largest file
@@ -127,21 +210,22 @@ total_mb = sum(p.stat().st_size for p in files_to_stage) / 1e6
 seconds_per_mb = seconds_largest / (largest_file.stat().st_size / 1e6)
 estimate_serial_s = 64 * 11 / 60
 """,
-    # the reduce step run before the last map: the staged tiles are stale
+    # the reduce step run before the last map (stale staged tiles), and Parsl never shut down
     "parallel-staging": """
-n_workers = min(11, usable_cores())
 stager.clear()
 with profile_resources() as parallel_prof:
-    with parsl.load(local_config(n_workers)):
-        t0 = time.perf_counter()
-        stage_results = parallel_map(stager.stage, files_to_stage)
-        parallel_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        finalize_table = stager.finalize()
-        finalize_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        warm_results = parallel_map(stager.stage, files_to_stage)
-        warm_s = time.perf_counter() - t0
+    parsl.load(make_config(n_workers))
+    t0 = time.perf_counter()
+    stage_futures = [stage_file(p, stager) for p in files_to_stage]
+    staged_paths = [f.result() for f in stage_futures]
+    parallel_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    finalize_table = stager.finalize()
+    finalize_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    warm_futures = [stage_file(p, stager) for p in files_to_stage]
+    [f.result() for f in warm_futures]
+    warm_s = time.perf_counter() - t0
 """,
 }
 
@@ -155,11 +239,38 @@ with profile_resources(interval=0.05) as prof:
 seconds_one_tile = prof.wall_s
 """,
     "estimate-raster": "estimate_raster_serial_s = len(staged_files) * seconds_one_tile",
-    # the earlier course's batches of 10, on however many workers the instructor allows
+    # the earlier course's batches of 10: another valid batch size
     "make-batches": """
-n_workers = max(1, usable_cores() // 2)
+n_workers = min(11, usable_cores())
 batch_size = 10
 batches = make_batch(staged_files, batch_size)
+""",
+    # a loop over the batch on the worker, no worker_init
+    "raster-app": """
+def make_config(workers):
+    return Config(executors=[HighThroughputExecutor(max_workers_per_node=workers,
+                                                    provider=LocalProvider(init_blocks=1, max_blocks=1, worker_init=""))],
+                  run_dir="group-project/runinfo", strategy_period=0.5)
+
+
+@python_app
+def rasterize_batch(batch, rasterizer):
+    tiles = []
+    for path in batch:
+        tiles.append(rasterizer.rasterize_vector(path))
+    return tiles
+""",
+    # as_completed, then the batches put back in order
+    "parallel-raster": """
+with parsl.load(make_config(n_workers)):
+    t0 = time.perf_counter()
+    raster_futures = [rasterize_batch(b, rasterizer) for b in batches]
+    results = {}
+    for fut in concurrent.futures.as_completed(raster_futures):
+        results[raster_futures.index(fut)] = fut.result()
+    raster_parallel_s = time.perf_counter() - t0
+rasterized_tiles = [t for i in sorted(results) for t in results[i]]
+rasterizer.write_summary()
 """,
     "count-geotiffs": """
 z = rasterizer.config.z
@@ -177,6 +288,34 @@ web_tile_paths = rasterizer.webtiles_from_geotiffs(rasterizer.tiles.get_filename
 """,
 }
 
+# a join app: one python_app per tile, gathered into the batch's list on a worker
+RASTER_JOIN = {
+    "raster-app": """
+from parsl import join_app
+
+
+def make_config(workers):
+    htex = HighThroughputExecutor(label="htex_local", max_workers_per_node=workers,
+                                  provider=LocalProvider(init_blocks=1, max_blocks=1, worker_init=""))
+    return Config(executors=[htex], run_dir="group-project/parsl-runinfo", strategy_period=0.5)
+
+
+@python_app
+def rasterize_one(path, rasterizer):
+    return rasterizer.rasterize_vector(path)
+
+
+@python_app
+def collect(*tiles):
+    return list(tiles)
+
+
+@join_app
+def rasterize_batch(batch, rasterizer):
+    return collect(*[rasterize_one(p, rasterizer) for p in batch])
+""",
+}
+
 RASTER_WRONG = {
     # the reference course's figures: ~0.9 s per tile, 454 tiles
     "estimate-raster": "estimate_raster_serial_s = 0.9 * 454",
@@ -186,6 +325,19 @@ RASTER_WRONG = {
 parent_tiles = rasterizer.parent_geotiffs_from_children(rasterized_tiles)
 web_tile_paths = rasterizer.webtiles_from_geotiffs()
 """,
+    # threads, and parsl.clear() instead of a shutdown
+    "parallel-raster": """
+from parsl.executors import ThreadPoolExecutor
+
+parsl.load(Config(executors=[ThreadPoolExecutor(max_threads=n_workers)], run_dir="group-project/parsl-runinfo"))
+t0 = time.perf_counter()
+raster_futures = [rasterize_batch(b, rasterizer) for b in batches]
+batch_results = [f.result() for f in raster_futures]
+raster_parallel_s = time.perf_counter() - t0
+parsl.clear()
+rasterized_tiles = [tile for batch in batch_results for tile in batch]
+rasterizer.write_summary()
+""",
 }
 
 # --------------------------------------------------------------------------- cpu-or-io
@@ -193,6 +345,39 @@ CPUIO_OTHER = {
     "worker-counts": """
 cap = min(usable_cores(), 15)
 worker_counts = list(range(1, cap + 1))
+""",
+    # parsl.load / dfk().cleanup(), concurrent.futures.wait, a dict() per count
+    "my-sweep": """
+import concurrent.futures
+
+def make_config(workers):
+    provider = LocalProvider(init_blocks=1, max_blocks=1, worker_init="")
+    return Config(executors=[HighThroughputExecutor(max_workers_per_node=workers, provider=provider)],
+                  run_dir="group-project/runinfo", strategy_period=0.5)
+
+@python_app
+def stage_file(path, stager):
+    return stager.stage(path).path
+
+@python_app
+def warm_up():
+    import time
+    import grouputils.staging
+    time.sleep(0.5)
+    return True
+
+my_sweep, my_futures = {}, {}
+for w in worker_counts:
+    started = time.perf_counter()
+    parsl.load(make_config(w))
+    concurrent.futures.wait([warm_up() for _ in range(w)])
+    ready = time.perf_counter()
+    my_futures[w] = [stage_file(p, stager) for p in files_to_stage]
+    concurrent.futures.wait(my_futures[w])
+    done = time.perf_counter()
+    parsl.dfk().cleanup()
+    my_sweep[w] = dict(startup_s=ready - started, work_s=done - ready)
+my_speedup = my_sweep[worker_counts[0]]["work_s"] / my_sweep[cap]["work_s"]
 """,
     "staging-sweep": """
 staging_sweep = sweep_workers(stager.stage, files_to_stage, workers=worker_counts, progress=False)
@@ -227,6 +412,42 @@ plateau_speedup = sum(task_seconds) / max(task_seconds)
 }
 
 CPUIO_WRONG = {
+    # graded under a cap of 1 worker: this sweep goes to the machine's 2 cores anyway
+    "my-sweep": """
+def make_config(workers):
+    return Config(executors=[HighThroughputExecutor(max_workers_per_node=workers,
+                                                    provider=LocalProvider(init_blocks=1, max_blocks=1))],
+                  run_dir="group-project/parsl-runinfo", strategy_period=0.5)
+
+@python_app
+def stage_file(path, stager):
+    stager.stage(path)
+    return path
+
+@python_app
+def warm_up():
+    import time
+    import grouputils.staging
+    time.sleep(0.5)
+    return True
+
+my_sweep, my_futures = {}, {}
+for w in (1, 2):
+    t0 = time.perf_counter()
+    with parsl.load(make_config(w)):
+        [f.result() for f in [warm_up() for _ in range(w)]]
+        startup_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        my_futures[w] = [stage_file(p, stager) for p in files_to_stage]
+        [f.result() for f in my_futures[w]]
+        work_s = time.perf_counter() - t0
+    my_sweep[w] = {"startup_s": startup_s, "work_s": work_s}
+my_speedup = my_sweep[1]["work_s"] / my_sweep[cap]["work_s"]
+""",
+    # a verdict typed in, without classify_bound on the sweeps
+    "verdicts": 'staging_verdict = "cpu-bound"\nraster_verdict = "cpu-bound"',
+    # a speed-up copied from the text of the issue, not read from the table
+    "startup": "staging_speedup = 0.84\nstaging_speedup_with_startup = 0.77",
     # the Amdahl trap: ignore the rounds and the longest task
     "plateau": """
 def max_speedup(n_tasks, workers):
@@ -351,18 +572,23 @@ overhead_per_task_ms = 0.1
 }
 
 SUBMISSIONS = (
-    # two correct submissions besides the source solution: other code, and the instructor's cap of 1 worker
+    # correct submissions written differently from the source solution (each must get full marks)
     Submission("other", "staging", STAGING_OTHER, capped=True),
     Submission("other", "rasterization", RASTER_OTHER, capped=True),
+    Submission("join", "rasterization", RASTER_JOIN),
     Submission("other", "cpu-or-io", CPUIO_OTHER, capped=True),
     Submission("other", "scripts", {"count-polygons": SCRIPT_OTHER}, capped=True),
     Submission("other", "lazy-arrays", ARRAYS_OTHER, capped=True),
-    # the known wrong answers
+    # wrong answers: each loses exactly the points of the test cells named
     Submission("wrong", "staging", STAGING_WRONG,
-               fails=("test-largest-file", "test-estimate-serial", "test-parallel-staging")),
+               fails=("test-largest-file", "test-estimate-serial", "test-parallel-staging", "test-shutdown")),
+    Submission("threads", "staging", STAGING_THREADS, fails=("test-process-pool",)),
+    Submission("no-wait", "staging", STAGING_NO_WAIT, fails=("test-parallel-staging",)),
     Submission("wrong", "rasterization", RASTER_WRONG,
-               fails=("test-estimate-raster", "test-count-geotiffs", "test-pyramid")),
-    Submission("wrong", "cpu-or-io", CPUIO_WRONG, fails=("test-plateau",), capped=True),
+               fails=("test-estimate-raster", "test-count-geotiffs", "test-pyramid", "test-process-pool",
+                      "test-shutdown")),
+    Submission("wrong", "cpu-or-io", CPUIO_WRONG,
+               fails=("test-sweep-cap", "test-verdicts", "test-startup", "test-plateau"), capped=True),
     Submission("wrong", "scripts", {"count-polygons": SCRIPT_OLD}, fails=("test-count-polygons",)),
     Submission("wrong-edges", "scripts", {"count-polygons": SCRIPT_EDGE_COPIES}, fails=("test-count-polygons",)),
     Submission("wrong-duplicates", "scripts", {"count-polygons": SCRIPT_DUPLICATES}, fails=("test-count-polygons",)),

@@ -60,11 +60,17 @@ def course_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def nbgrader(course: Path, *args: str, env: dict[str, str] | None = None) -> float:
-    """Run ``python -m nbgrader ARGS`` in ``course``; return the seconds it took."""
+def nbgrader(course: Path, *args: str, env: dict[str, str] | None = None,
+             logs: list[str] | None = None) -> float:
+    """Run ``python -m nbgrader ARGS`` in ``course``; return the seconds it took.
+
+    nbgrader's log (stderr) is appended to ``logs`` when given.
+    """
     t0 = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env or course_env(),
                          capture_output=True, text=True, timeout=1800)
+    if logs is not None:
+        logs.append(run.stderr)
     if run.returncode != 0 or "[ERROR]" in run.stderr or "| ERROR]" in run.stderr:
         raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{run.stderr[-6000:]}")
     return time.perf_counter() - t0
@@ -79,6 +85,7 @@ def notebook_of(folder: Path) -> Path:
 class Course:
     root: Path
     seconds: dict[str, float] = field(default_factory=dict)
+    autograde_logs: dict[str, list[str]] = field(default_factory=dict)
 
     def grades(self, assignment: str, student: str) -> dict[str, tuple[float, float]]:
         """Autograded test cells of a submission: ``grade_id -> (score, max_score)``."""
@@ -122,12 +129,13 @@ def course(tmp_path_factory) -> Course:
         for s in mine:
             if not s.capped:
                 submit(root, s.student, a, fill(release, source, s.answers), name)
-        c.seconds[f"autograde {a}"] = nbgrader(root, "autograde", a)
+        logs = c.autograde_logs.setdefault(a, [])
+        c.seconds[f"autograde {a}"] = nbgrader(root, "autograde", a, logs=logs)  # every student at once
         for s in mine:
             if s.capped:  # after the uncapped run, so only this student is graded with the cap
                 submit(root, s.student, a, fill(release, source, s.answers), name)
                 c.seconds[f"autograde {a} {s.student} (1 worker)"] = nbgrader(
-                    root, "autograde", a, "--student", s.student, env=capped_env)
+                    root, "autograde", a, "--student", s.student, env=capped_env, logs=logs)
     print("\n".join(f"{k}: {v:.1f} s" for k, v in c.seconds.items()))
     return c
 
@@ -175,7 +183,7 @@ def test_known_wrong_answers_fail_their_tests_and_only_those(course, sub: Submis
 
 
 @pytest.mark.parametrize("sub", [s for s in SUBMISSIONS if not s.fails], ids=lambda s: f"{s.assignment}-{s.student}")
-def test_another_correct_submission_under_a_one_worker_cap_gets_full_marks(course, sub: Submission):
+def test_correct_submissions_in_other_styles_get_full_marks(course, sub: Submission):
     grades = course.grades(sub.assignment, sub.student)
     assert grades and all(score == top for score, top in grades.values()), grades
 
@@ -193,6 +201,79 @@ def test_each_submission_is_graded_from_its_own_outputs_in_its_own_folder(course
     assert "".join(o.get("text", "") for o in cell.outputs).startswith("1 ")
     for folder in (course.root / "source").iterdir():
         assert not (folder / "group-project").exists(), "grading wrote into the source folder"
+
+
+def test_autograding_unchanged_test_cells_raises_no_checksum_warnings(course):
+    """nbgrader#1961: the gradebook's checksum of a test cell includes its hidden tests; the release's does not."""
+    for a in ASSIGNMENTS:
+        log = "\n".join(course.autograde_logs[a])
+        assert "Sanitizing" in log, f"{a}: nbgrader's log was not captured"
+        assert "has changed" not in log, f"{a}: {[l for l in log.splitlines() if 'has changed' in l][:3]}"
+
+
+def test_hidden_tests_are_restored_into_the_graded_notebooks(course):
+    released = notebook_of(course.root / "release" / "staging").read_text()
+    graded = notebook_of(course.autograded("staging", "blank")).read_text()
+    assert "_shut_down_check" not in released and "_shut_down_check" in graded
+
+
+PARSL_NOTEBOOKS = ("staging", "rasterization", "cpu-or-io")
+
+
+@pytest.mark.parametrize("assignment", PARSL_NOTEBOOKS)
+def test_learners_write_the_parsl_program_themselves(assignment):
+    nb = nbformat.read(notebook_of(COURSE / "source" / assignment), as_version=4)
+    answers = "\n".join(c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
+                        and c.cell_type == "code")
+    for needed in ("@python_app", "HighThroughputExecutor(", "LocalProvider(", "max_workers_per_node=",
+                   "init_blocks=1", "max_blocks=1", "worker_init=", "Config(executors=", "run_dir=",
+                   ".result()", "parsl.load("):
+        assert needed in answers, f"{assignment}: the learner's answers should write {needed}"
+    everything = "\n".join(c.source for c in nb.cells)
+    for gone in ("parallel_map(", "local_config("):
+        assert gone not in "\n".join(c.source for c in nb.cells if c.cell_type == "code"), \
+            f"{assignment} still runs {gone} for the learner"
+    assert "fails there" not in everything and "about 454" not in everything
+    release_tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
+    assert all(c.get("id", "").startswith("test-") for c in release_tests)
+
+
+def test_the_learner_config_gives_validate_a_long_enough_cell_timeout(tmp_path):
+    """Validate reads nbgrader's config from the server's folder and ``jupyter --paths``: ship it there."""
+    etc = tmp_path / "etc-jupyter"
+    etc.mkdir()
+    shutil.copyfile(COURSE / "learner" / "nbgrader_config.py", etc / "nbgrader_config.py")
+    probe = ("from jupyter_core.paths import jupyter_config_path\n"
+             "from nbgrader.apps import NbGrader\n"
+             "import os\n"
+             "paths = jupyter_config_path(); paths.insert(0, os.getcwd())\n"   # as nbgrader's Validate handler
+             "app = NbGrader(); app.config_file_paths.append(paths); app.load_config_file()\n"
+             "print(app.config.Execute.get('timeout', 'default'))\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = course_env(JUPYTER_CONFIG_PATH=str(etc), HOME=str(home))
+    env.pop("JUPYTER_CONFIG_DIR", None)
+    out = subprocess.run([sys.executable, "-c", probe], cwd=home, env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert float(out.stdout.split()[-1]) >= 600
+    without = subprocess.run([sys.executable, "-c", probe], cwd=home, env=course_env(HOME=str(home)),
+                             capture_output=True, text=True, timeout=120, check=True)
+    assert without.stdout.split()[-1] == "default", "this machine has an nbgrader_config.py of its own"
+
+
+def test_validate_passes_on_a_correct_notebook_with_the_learner_config(course, tmp_path):
+    """A learner's Validate of a correct staging notebook, with the shipped learner config only."""
+    etc = tmp_path / "etc-jupyter"
+    etc.mkdir()
+    shutil.copyfile(COURSE / "learner" / "nbgrader_config.py", etc / "nbgrader_config.py")
+    work = tmp_path / "home" / "staging"
+    work.mkdir(parents=True)
+    shutil.copyfile(notebook_of(course.root / "submitted" / "other" / "staging"), work / "staging.ipynb")
+    env = course_env(JUPYTER_CONFIG_PATH=str(etc), HOME=str(tmp_path / "home"))
+    run = subprocess.run([sys.executable, "-m", "nbgrader", "validate", "staging.ipynb"], cwd=work, env=env,
+                         capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Success! Your notebook passes all the tests." in run.stdout, (run.stdout[-3000:], run.stderr[-3000:])
 
 
 # ----------------------------------------------------------------------------- lazy-arrays
@@ -266,7 +347,7 @@ def test_solution_notebooks_reproduce_their_result_cells(assignment, tmp_path):
     fixture = NBRegressionFixture(
         exec_timeout=900,
         exec_cwd=str(tmp_path),
-        exec_env={"GROUPUTILS_DATA": str(shipped_samples())},
+        exec_env={"GROUPUTILS_DATA": str(shipped_samples()), "PATH": course_env()["PATH"]},
         diff_ignore=ignore,
         diff_replace=replace,
         diff_use_color=False,
@@ -365,3 +446,82 @@ def test_the_solutions_pass_their_own_tests_on_course_scale_data(assignment, cou
     client.execute(env=course_env(GROUPUTILS_DATA=str(course_scale_data)))  # raises on a failing assert
     print(f"{assignment}: {time.perf_counter() - t0:.0f} s on course-scale data")
     assert any((tmp_path / "group-project" / "staged").rglob("*.gpkg"))
+
+
+# ----------------------------------------------------------------------------- the course kernel
+LEARNER_PROGRAM = '''
+import parsl
+from parsl import python_app
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.providers import LocalProvider
+
+@python_app
+def square(x):
+    import os
+    return x * x, os.getpid()
+
+config = Config(executors=[HighThroughputExecutor(max_workers_per_node=1,
+                                                  provider=LocalProvider(init_blocks=1, max_blocks=1, worker_init=""))],
+                run_dir="runinfo", strategy_period=0.5)
+with parsl.load(config):
+    results = [f.result() for f in [square(i) for i in range(3)]]
+print("squares", [r[0] for r in results], "worker", results[0][1] != __import__("os").getpid())
+'''
+
+
+def _run_in_kernel(kernel_dirs: list[Path], name: str, cwd: Path, env: dict[str, str]) -> str:
+    """Start kernel ``name`` from ``kernel_dirs`` as Jupyter would (a parent with ``env``), run the program."""
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    ksm = KernelSpecManager(kernel_dirs=[str(d) for d in kernel_dirs], ensure_native_kernel=False)
+    km = KernelManager(kernel_name=name, kernel_spec_manager=ksm)
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)  # the environment of the Jupyter server that starts the kernel
+    try:
+        km.start_kernel(cwd=str(cwd))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        out: list[str] = []
+
+        def hook(msg):
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
+
+        kc.execute_interactive(LEARNER_PROGRAM, timeout=180, output_hook=hook)
+        return "".join(out)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_a_notebook_defined_app_runs_on_the_kernel_the_instructor_guide_installs(tmp_path):
+    """Jupyter started without the environment on PATH: the guide's ``--env PATH`` makes HTEX find its commands."""
+    prefix = tmp_path / "prefix"
+    bindir = Path(sys.executable).parent
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", "iwp",
+                    "--env", "PATH", f"{bindir}:${{PATH}}"], check=True, capture_output=True, timeout=120)
+    kernels = prefix / "share" / "jupyter" / "kernels"
+    spec = json.loads((kernels / "iwp" / "kernel.json").read_text())
+    assert spec["env"]["PATH"].startswith(str(bindir))
+    bare = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "CONDA"))}
+    bare["PATH"] = "/usr/bin:/bin"  # a launcher's PATH, without the course environment
+    (tmp_path / "with-path").mkdir()
+    printed = _run_in_kernel([kernels], "iwp", tmp_path / "with-path", bare)
+    assert "squares [0, 1, 4] worker True" in printed, printed
+
+    # the same kernel installed without --env PATH cannot start the interchange: the test can fail
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", "plain"],
+                   check=True, capture_output=True, timeout=120)
+    (tmp_path / "without-path").mkdir()
+    printed = _run_in_kernel([kernels], "plain", tmp_path / "without-path", bare)
+    assert "squares" not in printed and "FileNotFoundError" in printed, printed
