@@ -26,6 +26,7 @@ from grouputils.staging import TileStager
 from grouputils.state import Key, RunState, TileRow
 from grouputils.steps import (
     TileStep,
+    adopt_staged,
     finalize_task,
     parent_task,
     rasterize_task,
@@ -120,6 +121,18 @@ def _finalize(ctx: Context, rep: Any) -> None:
             - set(expected)
             - set(recorded)
         )
+    adopted = {}
+    for k in todo - set(recorded) - damaged:
+        if k in expected:
+            rec = adopt_staged(ctx.stager, k, expected[k])
+            if rec is not None:
+                adopted[k] = rec
+    if adopted:
+        with state.transaction():
+            for k, rec in adopted.items():
+                state.put("staged", k, TileRow(rec["fingerprint"], rec["files"], rec["info"], 0.0))
+            state.mark("geotiff", list(adopted))
+    todo -= set(adopted)
     items = sorted(todo, key=lambda k: (k[1], k[2]))
     rep.total = len(expected)
     rep.skipped = max(0, rep.total - len(items))

@@ -530,7 +530,7 @@ class TileStager:
         finalizing them deletes them.
         """
         expected = self.expected_fingerprints()
-        todo = [t for t, fp in expected.items() if _recorded_fingerprint(self.tiles.path("staged", t)) != fp]
+        todo = [t for t, fp in expected.items() if staged_fingerprint(self.tiles.path("staged", t)) != fp]
         for tile in self.tiles.tiles_in("staged", z=self.config.z):
             if tile not in expected:
                 todo.append(tile)
@@ -924,7 +924,8 @@ def _gpkg_crs(crs: pyproj.CRS) -> str:
     return crs.to_wkt()
 
 
-def _recorded_fingerprint(path: Path) -> str | None:
+def staged_fingerprint(path: Path) -> str | None:
+    """The parts fingerprint a finalized staged tile records (None if missing or unreadable)."""
     if not path.exists():
         return None
     try:

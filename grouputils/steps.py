@@ -92,6 +92,41 @@ def finalize_task(stager: Any, key: Key) -> dict[str, Any]:
     }
 
 
+def adopt_staged(stager: Any, key: Key, fingerprint: str) -> dict[str, Any] | None:
+    """The record of a staged tile already finalized from the expected parts, or None.
+
+    A run killed between writing a staged tile and recording it leaves a
+    complete tile (written through a temporary name) that carries the
+    fingerprint of the parts it was made from; the next run records it
+    instead of finalizing it again.
+    """
+    import pyogrio
+
+    from grouputils.staging import STAGED_LAYER, staged_fingerprint
+
+    path = stager.tiles.path("staged", Tile(key[1], key[2], key[0]))
+    if staged_fingerprint(path) != fingerprint:
+        return None
+    try:
+        df = pyogrio.read_dataframe(
+            path,
+            layer=STAGED_LAYER,
+            columns=["staging_duplicated", "staging_centroid_within_tile"],
+            read_geometry=False,
+        )
+    except Exception:  # unreadable: finalize it again
+        return None
+    dup = df["staging_duplicated"].to_numpy(bool)
+    within = df["staging_centroid_within_tile"].to_numpy(bool)
+    info = {"rows": len(df), "duplicates": int(dup.sum()), "duplicates_within": int((dup & within).sum())}
+    return {
+        "fingerprint": fingerprint,
+        "files": [file_entry(stager.config.dir_output, path)],
+        "info": info,
+        "seconds": 0.0,
+    }
+
+
 def rasterize_task(rasterizer: Any, key: Key) -> dict[str, Any]:
     """Rasterize one staged tile; its record (counts, band statistics, covered area)."""
     t0 = time.perf_counter()
