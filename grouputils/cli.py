@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -314,11 +315,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except OSError as e:
-        if e.errno != errno.ENOSPC:
+    except (OSError, sqlite3.OperationalError) as e:
+        full = isinstance(e, OSError) and e.errno == errno.ENOSPC
+        full = full or (isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e))
+        if not full:
             raise
+        where = getattr(e, "filename", None) or "the outputs"
         print(
-            f"grouputils {args.command}: error: no space left on device writing {e.filename or 'the outputs'}: "
+            f"grouputils {args.command}: error: no space left on device writing {where}: "
             "free some space (or choose another output folder) and run again; finished outputs are kept",
             file=sys.stderr,
         )

@@ -346,7 +346,9 @@ def _one_run_per_output_folder(func: Callable[..., RunReport]) -> Callable[..., 
 
     @functools.wraps(func)
     def locked(config: Config, **kwargs: Any) -> RunReport:
-        check_inputs(config)  # before anything is written
+        inputs = check_inputs(config)  # before anything is written
+        check_statistic_columns(config, inputs)  # a misspelt attribute fails now, not after staging
+        pyramid_min_zoom(config.tms, config.z)  # refuse a TMS whose levels do not double
         with RunLock(config.dir_output / PRIVATE_DIR, what=config.dir_output):
             return func(config, **kwargs)
 

@@ -51,9 +51,19 @@ def start_run(inputs: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 
 def geotiffs_recorded(out: Path) -> int:
+    """GeoTIFFs the run's state records as done (read-only, from outside the run)."""
+    import sqlite3
+
+    path = out / ".grouputils" / "state.sqlite"
+    if not path.exists():
+        return 0
     try:
-        return len(json.loads((out / "run-manifest.json").read_text()).get("geotiff", {}))
-    except (FileNotFoundError, json.JSONDecodeError):
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.1)
+        try:
+            return db.execute("SELECT count(*) FROM tiles WHERE kind = 'geotiff'").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
         return 0
 
 

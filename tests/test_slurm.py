@@ -135,7 +135,7 @@ def test_a_slurm_run_on_two_single_node_blocks_through_local_scratch_equals_a_se
     assert summary["executor"] == "slurm" and summary["failures"] == []
     # both jobs (one per node) ran pipeline tasks
     for block in ("block-0", "block-1"):
-        logs = list((out / "parsl-runinfo").glob(f"*/htex_slurm/{block}/*/worker_*.log"))
+        logs = list((out / ".grouputils" / "parsl-runinfo").glob(f"*/htex_slurm/{block}/*/worker_*.log"))
         assert any("Completed executor task" in p.read_text() for p in logs), block
     assert_same_outputs(reference, out)
     assert_no_partial_files(out)
@@ -148,7 +148,7 @@ def test_the_slurm_table_reaches_the_job_script_and_the_scheduler(
     slurm_run: tuple[Path, str], slurm_cluster: dict[str, str]
 ) -> None:
     out, marker = slurm_run
-    scripts = sorted(p for p in (out / "parsl-runinfo").glob("*/submit_scripts/parsl.htex_slurm.block-*")
+    scripts = sorted(p for p in (out / ".grouputils" / "parsl-runinfo").glob("*/submit_scripts/parsl.htex_slurm.block-*")
                      if p.suffix not in (".stdout", ".stderr"))
     assert len(scripts) == 2, scripts  # init_blocks = 2
     known = jobs(slurm_cluster)
