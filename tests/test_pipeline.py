@@ -396,7 +396,7 @@ def run_cli_killed(inputs: Path, out: Path, point: str) -> subprocess.CompletedP
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
-def _recorded(out: Path, kind: str) -> int:
+def recorded_tiles(out: Path, kind: str) -> int:
     """Tiles of ``kind`` the run's state records as done (read-only, from outside the run)."""
     import sqlite3
 
@@ -419,7 +419,7 @@ def _committed(out: Path, pattern: str) -> int:
 KILL_WHEN = {
     "stage": lambda out: _committed(out, "staging-parts/manifests/*.json"),
     "finalize": lambda out: _committed(out, "staged/*/13/*/*.gpkg"),
-    "rasterize": lambda out: _recorded(out, "geotiff"),
+    "rasterize": lambda out: recorded_tiles(out, "geotiff"),
     "web tiles": lambda out: _committed(out, "web_tiles/*/*/*/*/*.png"),
 }
 

@@ -25,6 +25,7 @@ import pytest
 from grouputils import cli
 from grouputils.runlock import LOCK_NAME, RunLock, RunLockedError
 from test_pipeline import (  # noqa: F401  (reference is a fixture)
+    recorded_tiles,
     APART,
     CHANGED,
     Run,
@@ -52,11 +53,7 @@ def start_run(inputs: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 def geotiffs_recorded(out: Path) -> int:
     """GeoTIFFs the run's state records as done (read-only, from outside the run)."""
-    import sqlite3
-
-    path = out / ".grouputils" / "state.sqlite"
-    if not path.exists():
-        return 0
+    return recorded_tiles(out, "geotiff")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.1)
         try:
