@@ -1,7 +1,7 @@
 """Bookkeeping of the run state at 10k, 100k and 1M z13 tiles (no geometry, no files).
 
-For each size this builds a fresh :class:`grouputils.state.RunState` and drives
-the pipeline's own step logic (:func:`grouputils.steps.run_tile_step`, with a
+For each size this builds a fresh :class:`grouputils.run.state.RunState` and drives
+the pipeline's own step logic (:func:`grouputils.run.steps.run_tile_step`, with a
 runner that returns a made-up record per tile instead of rasterizing) through:
 
 1. **record**: a first run: every staged tile recorded, then the z13 GeoTIFFs,
@@ -11,7 +11,7 @@ runner that returns a made-up record per tile instead of rasterizing) through:
    decides what to redo (only the tile, its ancestors and their web tiles) and
    records it;
 3. **no-op rerun**: nothing changed; the steps look at nothing;
-4. **summary**: ``run-summary.json``'s totals (:func:`grouputils.reports.run_totals`);
+4. **summary**: ``run-summary.json``'s totals (:func:`grouputils.run.reports.run_totals`);
 5. **catalogue index**: the raster summary table (one row per GeoTIFF, the
    index the CSV, the map and the STAC items are made from) written as CSV.
 
@@ -41,11 +41,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from grouputils.config import Config
-from grouputils.reports import raster_summary, run_totals
-from grouputils.state import Key, RunState, TileRow
-from grouputils.steps import TileStep, fingerprint, run_tile_step
-from grouputils.tiles import Tile, Tiles
+from grouputils.core.config import Config
+from grouputils.run.reports import raster_summary, run_totals
+from grouputils.run.state import Key, RunState, TileRow
+from grouputils.run.steps import TileStep, fingerprint, run_tile_step
+from grouputils.core.tiles import Tile, Tiles
 
 Z = 13
 BATCH = 500

@@ -10,16 +10,16 @@ Run from the repository root::
 In one run and one process it
 
 1. runs the pipeline serially on the shipped samples (unless ``--output``),
-2. times :func:`grouputils.mosaic.mosaic_totals` (unique polygons + covered
-   area, one pass) with :func:`grouputils.mosaic.chunk_experiment` at each
+2. times :func:`grouputils.outputs.mosaic.mosaic_totals` (unique polygons + covered
+   area, one pass) with :func:`grouputils.outputs.mosaic.chunk_experiment` at each
    chunk size and worker count (Dask threads), on the run's z=13 mosaic and
-   on a larger mosaic written by :func:`grouputils.mosaic.make_large_mosaic`,
+   on a larger mosaic written by :func:`grouputils.outputs.mosaic.make_large_mosaic`,
 3. prints one table per mosaic: median seconds, tasks, worker time outside
    tasks, mean cores busy, peak memory, and the time relative to the best
    setting of the same worker count,
 4. with ``--compare-vrt``, times the same reduction on a GDAL VRT of the tiles
    opened with ``rioxarray.open_rasterio`` (lock=False), the design
-   ``grouputils.mosaic`` did not choose, on both mosaics (each chunk's task
+   ``grouputils.outputs.mosaic`` did not choose, on both mosaics (each chunk's task
    reopens the VRT, whose XML lists every tile).
 
 The machine may be shared: compare rows of one run, not runs of different days.
@@ -36,8 +36,8 @@ from pathlib import Path
 import dask
 import pandas as pd
 
-from grouputils.config import Config
-from grouputils.mosaic import (
+from grouputils.core.config import Config
+from grouputils.outputs.mosaic import (
     chunk_experiment,
     config_from_outputs,
     covered_area_km2,
@@ -45,9 +45,9 @@ from grouputils.mosaic import (
     open_mosaic,
     polygon_count,
 )
-from grouputils.pipeline import run_pipeline
-from grouputils.samples import sample_dir
-from grouputils.tiles import Tiles, tile_from_path
+from grouputils.run.pipeline import run_pipeline
+from grouputils.teaching.samples import sample_dir
+from grouputils.core.tiles import Tiles, tile_from_path
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

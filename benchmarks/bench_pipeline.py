@@ -19,7 +19,7 @@ Bars (issue 7): the shipped samples end to end (start-up included) under
 
 The machine is shared: other jobs steal CPU, so efficiencies below 100 %
 may be the neighbours' doing. The ``others busy`` row (mean cores used by
-processes outside this run, from :func:`grouputils.profiling.profile_resources`)
+processes outside this run, from :func:`grouputils.teaching.profiling.profile_resources`)
 says how much.
 
 Usage::
@@ -45,10 +45,10 @@ from pathlib import Path
 
 import psutil
 
-from grouputils import samples
-from grouputils.config import Config
-from grouputils.pipeline import run_pipeline
-from grouputils.profiling import profile_resources
+from grouputils.teaching import samples
+from grouputils.core.config import Config
+from grouputils.run.pipeline import run_pipeline
+from grouputils.teaching.profiling import profile_resources
 
 STEPS = ("stage", "finalize", "rasterize z=13", "parents", "web tiles")
 BAR_WALL_S = 60.0

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import parsl
 
-from grouputils.parallel import DEFAULT_TASK_OVERHEAD_S, local_config, parallel_map, usable_cores
-from grouputils.profiling import classify_bound, profile_resources, sweep_workers
+from grouputils.run.parallel import DEFAULT_TASK_OVERHEAD_S, local_config, parallel_map, usable_cores
+from grouputils.teaching.profiling import classify_bound, profile_resources, sweep_workers
 
 
 def cpu_work(n: int = 40) -> None:

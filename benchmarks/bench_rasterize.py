@@ -17,7 +17,7 @@ temporary folder, then prints
 * peak RSS of the process.
 
 ``--compare-coverage`` also measures the candidate coverage methods on the
-busiest real tiles against an exact reference (see ``grouputils.rasterize``).
+busiest real tiles against an exact reference (see ``grouputils.core.rasterize``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from grouputils.rasterize import RasterTiler, coverage_fraction, write_geotiff
-from grouputils.staging import initialize_stager, read_staged_tile
+from grouputils.core.rasterize import RasterTiler, coverage_fraction, write_geotiff
+from grouputils.core.staging import initialize_stager, read_staged_tile
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "iwp-real" / "prudhoe_bay_WV03_20190903.gpkg"

@@ -15,7 +15,7 @@ and prints
 * the peak RSS of the process after each scale (it only grows, so the
   course figure includes the samples run before it);
 * per file and in total: features, MB on disk (10^6 bytes) and the z=13
-  WorldCRS84Quad tiles the polygons touch (:func:`grouputils.samples.summarize`,
+  WorldCRS84Quad tiles the polygons touch (:func:`grouputils.teaching.samples.summarize`,
   timed separately), plus the re-detections listed in ``redetections.csv``.
 
 The machine may be shared: the load average at the start and end is printed.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grouputils import samples
+from grouputils.teaching import samples
 
 
 def _peak_rss_mb() -> float:

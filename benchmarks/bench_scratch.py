@@ -43,8 +43,8 @@ MODES = {
 CHILD = """
 import sys
 from pathlib import Path
-from grouputils.config import Config
-from grouputils.pipeline import run_pipeline
+from grouputils.core.config import Config
+from grouputils.run.pipeline import run_pipeline
 inp, out, scratch, inputs = sys.argv[1:5]
 config = Config(dir_input=Path(inp), dir_output=Path(out), scratch_dir=scratch or None, scratch_inputs=inputs == "1")
 report = run_pipeline(config, executor="serial", progress=False)

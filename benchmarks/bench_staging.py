@@ -38,7 +38,7 @@ REAL = REPO.parent / "shared" / "data" / "iwp-real" / "prudhoe_bay_WV03_20190903
 def _stage_once(src: str, out: str, q) -> None:
     import warnings
 
-    from grouputils.staging import initialize_stager
+    from grouputils.core.staging import initialize_stager
 
     warnings.simplefilter("ignore")
     stager = initialize_stager(Path(src).parent, out)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
 
-    from grouputils import samples
+    from grouputils.teaching import samples
 
     inputs: list[Path] = []
     if REAL.exists():

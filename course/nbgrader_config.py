@@ -93,6 +93,6 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # released) run afterwards in a fresh `python -I` interpreter; feedback omits hidden tests.
 from pathlib import Path  # noqa: E402
 
-from grouputils.grading import configure  # noqa: E402
+from grouputils.teaching.grading import configure  # noqa: E402
 
 configure(c, Path(__file__).resolve().parent / "grading")

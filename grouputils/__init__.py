@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 #: Public name -> the module that defines it. Imported on first use (PEP 562),
 #: so ``import grouputils`` and ``grouputils --help`` stay light (no geopandas).
 _LAZY = {
-    **dict.fromkeys(("Config", "Statistic", "load_config_file"), "grouputils.config"),
+    **dict.fromkeys(("Config", "Statistic", "load_config_file"), "grouputils.core.config"),
     **dict.fromkeys(
-        ("ConfigError", "InputError", "NotFinalizedError", "OutputError"), "grouputils.errors"
+        ("ConfigError", "InputError", "NotFinalizedError", "OutputError"), "grouputils.core.errors"
     ),
     **dict.fromkeys(
         (
@@ -31,10 +31,11 @@ _LAZY = {
             "slurm_config",
             "usable_cores",
         ),
-        "grouputils.parallel",
+        "grouputils.run.parallel",
     ),
     **dict.fromkeys(
-        ("BasemapWarning", "plot_profile", "plot_sweep", "plot_tiles"), "grouputils.plotting"
+        ("BasemapWarning", "plot_profile", "plot_sweep", "plot_tiles"),
+        "grouputils.teaching.plotting",
     ),
     **dict.fromkeys(
         (
@@ -46,23 +47,28 @@ _LAZY = {
             "profile_resources",
             "sweep_workers",
         ),
-        "grouputils.profiling",
+        "grouputils.teaching.profiling",
     ),
-    **dict.fromkeys(("RasterTiler", "initialize_rasterizer"), "grouputils.rasterize"),
-    **dict.fromkeys(("generate_dataset", "sample_dir", "sample_files"), "grouputils.samples"),
-    **dict.fromkeys(("StageResult", "TileStager", "initialize_stager"), "grouputils.staging"),
-    **dict.fromkeys(("Tile", "Tiles"), "grouputils.tiles"),
+    **dict.fromkeys(("RasterTiler", "initialize_rasterizer"), "grouputils.core.rasterize"),
+    **dict.fromkeys(
+        ("generate_dataset", "sample_dir", "sample_files"), "grouputils.teaching.samples"
+    ),
+    **dict.fromkeys(("StageResult", "TileStager", "initialize_stager"), "grouputils.core.staging"),
+    **dict.fromkeys(("Tile", "Tiles"), "grouputils.core.tiles"),
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
-    from grouputils.config import Config, Statistic, load_config_file  # noqa: F401
-    from grouputils.errors import (  # noqa: F401
+    from grouputils.core.config import Config, Statistic, load_config_file  # noqa: F401
+    from grouputils.core.errors import (  # noqa: F401
         ConfigError,
         InputError,
         NotFinalizedError,
         OutputError,
     )
-    from grouputils.parallel import (  # noqa: F401
+    from grouputils.core.rasterize import RasterTiler, initialize_rasterizer  # noqa: F401
+    from grouputils.core.staging import StageResult, TileStager, initialize_stager  # noqa: F401
+    from grouputils.core.tiles import Tile, Tiles  # noqa: F401
+    from grouputils.run.parallel import (  # noqa: F401
         TaskError,
         WorkerCapWarning,
         choose_batch_size,
@@ -75,13 +81,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
         slurm_config,
         usable_cores,
     )
-    from grouputils.plotting import (  # noqa: F401
+    from grouputils.teaching.plotting import (  # noqa: F401
         BasemapWarning,
         plot_profile,
         plot_sweep,
         plot_tiles,
     )
-    from grouputils.profiling import (  # noqa: F401
+    from grouputils.teaching.profiling import (  # noqa: F401
         Profiled,
         ResourceProfile,
         SweepResult,
@@ -90,10 +96,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
         profile_resources,
         sweep_workers,
     )
-    from grouputils.rasterize import RasterTiler, initialize_rasterizer  # noqa: F401
-    from grouputils.samples import generate_dataset, sample_dir, sample_files  # noqa: F401
-    from grouputils.staging import StageResult, TileStager, initialize_stager  # noqa: F401
-    from grouputils.tiles import Tile, Tiles  # noqa: F401
+    from grouputils.teaching.samples import generate_dataset, sample_dir, sample_files  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -26,13 +26,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from grouputils.errors import GroupUtilsError
+from grouputils.core.errors import GroupUtilsError
 
 __all__ = ["build_parser", "cmd_sample", "cmd_run", "cmd_plan", "main"]
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
-    from grouputils.samples import DEFAULT_SEED, SCALES
+    from grouputils.teaching.samples import DEFAULT_SEED, SCALES
 
     p = sub.add_parser(
         "sample",
@@ -121,11 +121,22 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="workers (default: min(11, usable cores); per node with --executor slurm)",
     )
     p.add_argument(
-        "--executor", choices=["serial", "local", "slurm"], default="local", help="where tasks run (default: local)"
+        "--executor",
+        choices=["serial", "local", "slurm"],
+        default="local",
+        help="where tasks run (default: local)",
     )
-    p.add_argument("--config", type=Path, default=None, metavar="FILE", help="TOML file of settings (and [slurm])")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML file of settings (and [slurm])",
+    )
     p.add_argument("--force", action="store_true", help="delete earlier outputs and start over")
-    p.add_argument("--blocks", type=_positive_int, default=1, help=argparse.SUPPRESS)  # multi-node simulation
+    p.add_argument(
+        "--blocks", type=_positive_int, default=1, help=argparse.SUPPRESS
+    )  # multi-node simulation
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
@@ -142,27 +153,52 @@ def _add_plan(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("input_dir", type=Path, metavar="INPUT_DIR")
-    p.add_argument("--sample", type=_positive_int, default=4, metavar="N", help="files to time (default 4)")
-    p.add_argument("--nodes", type=_positive_int, default=None, help="nodes (default: [slurm] table, else 1)")
-    p.add_argument("--cores-per-node", type=_positive_int, default=None, metavar="C", help="cores per node")
-    p.add_argument("--node-memory-gb", type=float, default=None, metavar="GB", help="memory per node")
-    p.add_argument("--files", type=_positive_int, default=None, metavar="N", help="project N files instead")
-    p.add_argument("--mean-size-mb", type=float, default=None, metavar="MB", help="mean input size to project")
-    p.add_argument("--config", type=Path, default=None, metavar="FILE", help="TOML file of settings (and [slurm])")
+    p.add_argument(
+        "--sample", type=_positive_int, default=4, metavar="N", help="files to time (default 4)"
+    )
+    p.add_argument(
+        "--nodes", type=_positive_int, default=None, help="nodes (default: [slurm] table, else 1)"
+    )
+    p.add_argument(
+        "--cores-per-node", type=_positive_int, default=None, metavar="C", help="cores per node"
+    )
+    p.add_argument(
+        "--node-memory-gb", type=float, default=None, metavar="GB", help="memory per node"
+    )
+    p.add_argument(
+        "--files", type=_positive_int, default=None, metavar="N", help="project N files instead"
+    )
+    p.add_argument(
+        "--mean-size-mb", type=float, default=None, metavar="MB", help="mean input size to project"
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML file of settings (and [slurm])",
+    )
     p.set_defaults(func=cmd_plan)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """``grouputils plan``: time a sample of inputs and print the projected run."""
-    from grouputils.plan import format_projection
-    from grouputils.plan_timing import plan_run
+    from grouputils.run.plan import format_projection
+    from grouputils.run.plan_timing import plan_run
 
     result = plan_run(
-        args.input_dir, sample=args.sample, nodes=args.nodes, cores_per_node=args.cores_per_node,
-        config_file=args.config, n_files=args.files, mean_size_mb=args.mean_size_mb,
+        args.input_dir,
+        sample=args.sample,
+        nodes=args.nodes,
+        cores_per_node=args.cores_per_node,
+        config_file=args.config,
+        n_files=args.files,
+        mean_size_mb=args.mean_size_mb,
         node_memory_mb=None if args.node_memory_gb is None else args.node_memory_gb * 1e3,
     )
-    print(f"{'timed file':40s} {'MB':>8s} {'seconds':>8s} {'peak MB':>8s} {'out MB':>8s} {'out files':>9s}")
+    print(
+        f"{'timed file':40s} {'MB':>8s} {'seconds':>8s} {'peak MB':>8s} {'out MB':>8s} {'out files':>9s}"
+    )
     for t in result.timings:
         print(
             f"{t.path.name:40s} {t.input_bytes / 1e6:8.2f} {t.seconds:8.2f} {t.peak_mb:8.0f} "
@@ -177,10 +213,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``grouputils run``: the whole pipeline; exit status 1 if any item failed."""
-    from grouputils.config import Config, load_config_file
-    from grouputils.errors import ConfigError, OutputError
-    from grouputils.pipeline import PRIVATE_DIR, check_inputs, check_slurm_settings, run_pipeline
-    from grouputils.preflight import check_statistic_columns
+    from grouputils.core.config import Config, load_config_file
+    from grouputils.core.errors import ConfigError, OutputError
+    from grouputils.core.preflight import check_statistic_columns
+    from grouputils.run.pipeline import (
+        PRIVATE_DIR,
+        check_inputs,
+        check_slurm_settings,
+        run_pipeline,
+    )
 
     settings = load_config_file(args.config) if args.config else {}
     slurm = settings.pop("slurm", None)
@@ -189,7 +230,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = Config(dir_input=args.input_dir, dir_output=args.output_dir, **settings)
     if args.executor == "slurm":
         if args.config is None:
-            raise ConfigError("--executor slurm needs --config FILE with a [slurm] table (partition = ...)")
+            raise ConfigError(
+                "--executor slurm needs --config FILE with a [slurm] table (partition = ...)"
+            )
         try:
             check_slurm_settings(slurm)
         except ConfigError as e:
@@ -201,7 +244,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         private.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.FileHandler(private / "run.log")
     except OSError as e:
-        raise OutputError(config.dir_output, f"output folder is not writable ({e.strerror or e})") from e
+        raise OutputError(
+            config.dir_output, f"output folder is not writable ({e.strerror or e})"
+        ) from e
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     pkg_log = logging.getLogger("grouputils")
@@ -226,10 +271,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _print_run(report, config) -> None:  # a grouputils.pipeline.RunReport
+def _print_run(report, config) -> None:  # a grouputils.run.pipeline.RunReport
     s = report.summary
     print()
-    print(f"{'step':18s} {'items':>6s} {'done':>6s} {'skipped':>8s} {'failed':>7s} {'seconds':>8s} {'peak MB':>8s}")
+    print(
+        f"{'step':18s} {'items':>6s} {'done':>6s} {'skipped':>8s} {'failed':>7s} {'seconds':>8s} {'peak MB':>8s}"
+    )
     for st in report.steps:
         print(
             f"{st.name:18s} {st.total:6d} {st.done:6d} {st.skipped:8d} {len(st.failed):7d} "
@@ -245,12 +292,18 @@ def _print_run(report, config) -> None:  # a grouputils.pipeline.RunReport
     tiles = ", ".join(f"z{z}: {n}" for z, n in s["geotiff_tiles_per_zoom"].items())
     print(f"tiles per zoom         {tiles}")
     blocks = f" x {s['blocks']} blocks" if s.get("blocks", 1) > 1 else ""
-    print(f"executor               {s['executor']} ({s['workers']} workers{blocks}), start-up {s['executor_startup_s']:.1f} s")
+    print(
+        f"executor               {s['executor']} ({s['workers']} workers{blocks}), start-up {s['executor_startup_s']:.1f} s"
+    )
     print(f"wall time              {s['wall_s']:.1f} s")
-    print(f"map                    {config.dir_output / 'index.html'} (serve the folder: python -m http.server)")
+    print(
+        f"map                    {config.dir_output / 'index.html'} (serve the folder: python -m http.server)"
+    )
     if s.get("stac_catalog"):
         print(f"STAC catalogue         {config.dir_output / s['stac_catalog']}")
-    print(f"summary                {config.dir_output / 'run-summary.json'}, log {config.dir_output / '.grouputils' / 'run.log'}")
+    print(
+        f"summary                {config.dir_output / 'run-summary.json'}, log {config.dir_output / '.grouputils' / 'run.log'}"
+    )
     for f in report.failures:
         print(f"FAILED {f['step']}: {f['item']}: {f['error']}", file=sys.stderr)
 
@@ -265,7 +318,7 @@ def _print_summary(table) -> None:  # a pandas.DataFrame from samples.summarize
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """``grouputils sample``: generate a dataset, or print the summary of a folder."""
-    from grouputils import samples
+    from grouputils.teaching import samples
 
     if args.summary:
         _print_summary(samples.summarize(args.directory))

@@ -1,6 +1,6 @@
 """The settings reference of the README, made from the models' field descriptions.
 
-The descriptions in :mod:`grouputils.config` and :mod:`grouputils.config_slurm`
+The descriptions in :mod:`grouputils.core.config` and :mod:`grouputils.core.config_slurm`
 are the one documentation of the settings; this module renders them as the
 Markdown tables between the ``<!-- settings:begin -->`` and
 ``<!-- settings:end -->`` markers of README.md. A test fails when the README
@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic.fields import FieldInfo
 
-from grouputils.atomic import write_text_atomic
-from grouputils.config import Config, SlurmSettings, Statistic
+from grouputils.core.atomic import write_text_atomic
+from grouputils.core.config import Config, SlurmSettings, Statistic
 
 __all__ = ["BEGIN", "END", "settings_reference", "update_readme"]
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from grouputils.course import strip_markers
+from grouputils.teaching.course import strip_markers
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "course" / "source"

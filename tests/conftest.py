@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from grouputils.config import Config
-from grouputils.pipeline import run_pipeline
-from grouputils.samples import sample_dir
+from grouputils.core.config import Config
+from grouputils.run.pipeline import run_pipeline
+from grouputils.teaching.samples import sample_dir
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DIR = REPO.parent / "shared" / "data" / "iwp-real"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from grouputils.course import strip_markers
+from grouputils.teaching.course import strip_markers
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def stage_file(path, stager):
 @python_app
 def warm():
     import time
-    import grouputils.staging
+    import grouputils.core.staging
     time.sleep(0.5)
     return 1
 
@@ -362,7 +362,7 @@ def stage_file(path, stager):
 @python_app
 def warm_up():
     import time
-    import grouputils.staging
+    import grouputils.core.staging
     time.sleep(0.5)
     return True
 
@@ -427,7 +427,7 @@ def stage_file(path, stager):
 @python_app
 def warm_up():
     import time
-    import grouputils.staging
+    import grouputils.core.staging
     time.sleep(0.5)
     return True
 

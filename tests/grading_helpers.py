@@ -2,8 +2,8 @@
 
 The toy assignment has an answer (a number) and a script, each with a test
 cell whose hidden part is the kind of in-kernel check the course used to have
-(``math.isclose``, ``grouputils.course.parse_count_table``), plus a
-:func:`grouputils.grading.record` call that hands the value to the trusted
+(``math.isclose``, ``grouputils.teaching.course.parse_count_table``), plus a
+:func:`grouputils.teaching.grading.record` call that hands the value to the trusted
 checks.
 """
 
@@ -36,7 +36,7 @@ def toy_notebook() -> nbformat.NotebookNode:
         _cell("assert isinstance(answer, int)\n"
               "### BEGIN HIDDEN TESTS\n"
               "assert math.isclose(answer, 45), 'the answer is wrong'\n"
-              "from grouputils.grading import record\n"
+              "from grouputils.teaching.grading import record\n"
               "record(answer=answer)\n"
               "### END HIDDEN TESTS", "test-answer", points=2),
         _cell("%%writefile total.py\n### BEGIN SOLUTION\nprint('total', sum(range(10)))\n### END SOLUTION",
@@ -44,7 +44,7 @@ def toy_notebook() -> nbformat.NotebookNode:
         _cell("_run = subprocess.run([sys.executable, 'total.py'], capture_output=True, text=True)\n"
               "assert _run.returncode == 0, _run.stderr\n"
               "### BEGIN HIDDEN TESTS\n"
-              "from grouputils.course import parse_count_table\n"
+              "from grouputils.teaching.course import parse_count_table\n"
               "assert parse_count_table(_run.stdout)[1] == 45, 'the total is wrong'\n"
               "### END HIDDEN TESTS", "test-script", points=3),
     ]
@@ -53,7 +53,7 @@ def toy_notebook() -> nbformat.NotebookNode:
 
 #: The instructor's trusted checks of the toy assignment (``<checks_dir>/toy.py``).
 TOY_CHECKS = '''
-from grouputils.course import parse_count_table
+from grouputils.teaching.course import parse_count_table
 
 
 def answer(ctx):
@@ -90,9 +90,9 @@ except OSError:
 CHEATS = {
     # overrides math.isclose, so the hidden in-kernel assertion always passes
     "isclose": ({"answer": "math.isclose = lambda *a, **k: True\nanswer = 0"}, ("test-answer",)),
-    # replaces grouputils.course's parser, for a script that prints "total 0"
-    "helpers": ({"answer": "answer = sum(range(10))\nimport grouputils.course\n"
-                           "grouputils.course.parse_count_table = lambda text: ({}, 45)",
+    # replaces grouputils.teaching.course's parser, for a script that prints "total 0"
+    "helpers": ({"answer": "answer = sum(range(10))\nimport grouputils.teaching.course\n"
+                           "grouputils.teaching.course.parse_count_table = lambda text: ({}, 45)",
                  "script": "%%writefile total.py\nprint('total 0')"}, ("test-script",)),
     # reads source/ to run the instructor's solution
     "reader": ({"answer": PEEK}, ("test-answer",)),
@@ -100,19 +100,19 @@ CHEATS = {
     "planted": ({"answer": "answer = 45\nopen('grouputils.py', 'w').write('')\n"
                            "import os; os.makedirs('grouputils', exist_ok=True)\n"
                            "open('grouputils/__init__.py', 'w').write('')\n"
-                           "open('grouputils/course.py', 'w').write('def parse_count_table(t): return {}, 45\\n')",
+                           "open('grouputils/teaching/course.py', 'w').write('def parse_count_table(t): return {}, 45\\n')",
                  "script": "%%writefile total.py\nprint('total 0')"}, ("test-script",)),
 }
 
 
 # --------------------------------------------------------------------------- the real `scripts` assignment
-#: a script that prints "total 0", and grouputils.course's helpers replaced so the old hidden test agreed
+#: a script that prints "total 0", and grouputils.teaching.course's helpers replaced so the old hidden test agreed
 SCRIPTS_HELPERS_CHEAT = '''
 import pandas as pd
-import grouputils.course
+import grouputils.teaching.course
 open("count_polygons.py", "w").write("print('total 0')\\n")
-grouputils.course.parse_count_table = lambda text: ({}, 0)
-grouputils.course.unique_polygon_counts = lambda *a, **k: pd.Series([0], dtype="int64")
+grouputils.teaching.course.parse_count_table = lambda text: ({}, 0)
+grouputils.teaching.course.unique_polygon_counts = lambda *a, **k: pd.Series([0], dtype="int64")
 '''
 
 #: runs the instructor's solution, read from source/ at grading time

@@ -12,7 +12,7 @@ import copy
 import dataclasses
 from typing import Any
 
-from grouputils.config import Config, Statistic
+from grouputils.core.config import Config, Statistic
 
 #: Each payload records that it ran in ``window.__pwned`` (and would open an alert).
 DESCRIPTION = "</script><script>window.__pwned = 'description'; alert(1)</script>"

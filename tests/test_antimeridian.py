@@ -21,12 +21,12 @@ import pytest
 import rasterio
 import shapely
 
-from grouputils import antimeridian
-from grouputils.config import Config
-from grouputils.errors import InputError
-from grouputils.pipeline import run_pipeline
-from grouputils.staging import STAGED_LAYER, TileStager, initialize_stager
-from grouputils.tiles import get_tms
+from grouputils.core import antimeridian
+from grouputils.core.config import Config
+from grouputils.core.errors import InputError
+from grouputils.run.pipeline import run_pipeline
+from grouputils.core.staging import STAGED_LAYER, TileStager, initialize_stager
+from grouputils.core.tiles import get_tms
 
 LL_TO_3413 = pyproj.Transformer.from_crs("OGC:CRS84", "EPSG:3413", always_xy=True)
 TO_LL = pyproj.Transformer.from_crs("EPSG:3413", "OGC:CRS84", always_xy=True)
@@ -288,7 +288,7 @@ def test_guard_refuses_a_polygon_that_would_fan_out_naming_the_feature(chukotka,
         n = len(geoms)
         return geoms, geoms, np.arange(n), shapely.get_x(c), shapely.get_y(c), np.ones(n, dtype=bool)
 
-    monkeypatch.setattr("grouputils.placement.split_at_antimeridian", no_split)
+    monkeypatch.setattr("grouputils.core.placement.split_at_antimeridian", no_split)
     stager, path, _ = chukotka
     with pytest.raises(InputError, match=r"chukotka\.gpkg: feature\(s\) with fid 1, 2, 3 would touch far more tiles"):
         stager.stage(path)

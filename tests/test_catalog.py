@@ -22,11 +22,11 @@ import shapely
 from pystac.errors import STACValidationError
 from pystac.validation import validate_all
 
-from grouputils.catalog import catalog_path, item_id, validate_stac_catalog, write_stac_catalog
-from grouputils.config import Config
-from grouputils.errors import InputError
-from grouputils.rasterize import write_geotiff
-from grouputils.tiles import Tile, Tiles, tile_from_path
+from grouputils.outputs.catalog import catalog_path, item_id, validate_stac_catalog, write_stac_catalog
+from grouputils.core.config import Config
+from grouputils.core.errors import InputError
+from grouputils.core.rasterize import write_geotiff
+from grouputils.core.tiles import Tile, Tiles, tile_from_path
 
 @pytest.fixture(scope="module")
 def run(three_scene_run: Config) -> Config:

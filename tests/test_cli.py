@@ -16,7 +16,7 @@ from typing import Any
 import parsl
 import pytest
 
-import grouputils.parallel
+import grouputils.run.parallel
 from grouputils import cli
 
 #: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
@@ -96,7 +96,7 @@ class _Stop(Exception):
 def captured(monkeypatch) -> dict[str, Any]:
     """Record slurm_config's arguments and the Parsl config handed to parsl.load."""
     seen: dict[str, Any] = {}
-    real = grouputils.parallel.slurm_config
+    real = grouputils.run.parallel.slurm_config
 
     @functools.wraps(real)
     def spy(*args: Any, **kwargs: Any):
@@ -107,7 +107,7 @@ def captured(monkeypatch) -> dict[str, Any]:
         seen["parsl_config"] = config
         raise _Stop
 
-    monkeypatch.setattr(grouputils.parallel, "slurm_config", spy)
+    monkeypatch.setattr(grouputils.run.parallel, "slurm_config", spy)
     monkeypatch.setattr(parsl, "load", fake_load)
     return seen
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from grouputils.config import Config
-from grouputils.errors import ConfigError
+from grouputils.core.config import Config
+from grouputils.core.errors import ConfigError
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_fingerprint_ignores_folders_but_not_settings(tmp_path: Path) -> None:
 def test_every_setting_has_a_description_and_unknown_keys_are_forbidden_in_the_schema() -> None:
     from pydantic import TypeAdapter
 
-    from grouputils.config import SlurmSettings, Statistic
+    from grouputils.core.config import SlurmSettings, Statistic
 
     schemas = [
         TypeAdapter(Config).json_schema(),
@@ -239,7 +239,7 @@ def test_folders_may_be_given_as_strings_and_are_expanded(tmp_path: Path) -> Non
     ],
 )
 def test_a_statistic_name_that_is_not_a_plain_folder_name_is_refused(name: str) -> None:
-    from grouputils.config import Statistic
+    from grouputils.core.config import Statistic
 
     with pytest.raises(ConfigError, match="letters, digits, '_' or '-'"):
         Statistic(name=name, weight_by="count")
@@ -247,7 +247,7 @@ def test_a_statistic_name_that_is_not_a_plain_folder_name_is_refused(name: str) 
 
 @pytest.mark.parametrize("name", ["number_IWP_per_pixel", "mean-area", "A1", "a" * 64])
 def test_plain_statistic_names_are_accepted(name: str) -> None:
-    from grouputils.config import Statistic
+    from grouputils.core.config import Statistic
 
     assert Statistic(name=name, weight_by="count").name == name
 
@@ -258,7 +258,7 @@ def test_a_statistic_name_is_checked_inside_a_config_too(tmp_path: Path) -> None
 
 
 def test_an_unknown_palette_or_colour_is_refused_when_the_statistic_is_declared() -> None:
-    from grouputils.config import Statistic
+    from grouputils.core.config import Statistic
 
     with pytest.raises(ConfigError, match="'viridiss' is not a Matplotlib colormap"):
         Statistic(name="s", weight_by="count", palette="viridiss")
@@ -290,7 +290,7 @@ def test_an_unknown_palette_or_colour_is_refused_when_the_statistic_is_declared(
 def test_a_bad_statistic_is_a_config_error_naming_it_and_the_key(
     fields: dict, message: str
 ) -> None:
-    from grouputils.config import Statistic
+    from grouputils.core.config import Statistic
 
     with pytest.raises(ConfigError, match=message) as e:
         Statistic("mean_area", **fields)
@@ -298,7 +298,7 @@ def test_a_bad_statistic_is_a_config_error_naming_it_and_the_key(
 
 
 def test_statistics_from_toml_lists_are_frozen_hashable_and_equal_to_python_ones() -> None:
-    from grouputils.config import Statistic
+    from grouputils.core.config import Statistic
 
     a = Statistic.from_dict(
         {

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from grouputils import cores
-from grouputils.cores import FairShareWarning, core_limits, fair_share, usable_cores
+from grouputils.core import cores
+from grouputils.core.cores import FairShareWarning, core_limits, fair_share, usable_cores
 
 ENV = "GROUPUTILS_MAX_WORKERS"
 
@@ -88,7 +88,7 @@ def test_fair_share_is_an_eighth_of_a_shared_machine() -> None:
 
 
 def test_parallel_usable_cores_is_the_same_rule() -> None:
-    from grouputils import parallel
+    from grouputils.run import parallel
 
     assert parallel.usable_cores() == cores.usable_cores()
     assert parallel.core_limits() == cores.core_limits()

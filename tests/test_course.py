@@ -364,8 +364,8 @@ def test_the_autograded_run_of_a_solution_reproduces_its_result_cells(course, as
 # ----------------------------------------------------------------------------- count_polygons.py
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory) -> Path:
-    from grouputils.config import Config
-    from grouputils.pipeline import run_pipeline
+    from grouputils.core.config import Config
+    from grouputils.run.pipeline import run_pipeline
 
     out = tmp_path_factory.mktemp("pipeline") / "group-project"
     report = run_pipeline(Config(dir_input=shipped_samples(), dir_output=out), executor="serial", progress=False)
@@ -374,7 +374,7 @@ def pipeline_run(tmp_path_factory) -> Path:
 
 
 def test_count_polygons_agrees_with_the_pipelines_unique_polygon_count(pipeline_run):
-    from grouputils.course import parse_count_table
+    from grouputils.teaching.course import parse_count_table
 
     run = subprocess.run([sys.executable, str(SOLUTIONS / SCRIPT), str(pipeline_run)],
                          capture_output=True, text=True, timeout=300, check=True)
@@ -401,7 +401,7 @@ def test_count_polygons_reads_group_project_by_default_and_says_when_nothing_is_
 
 
 def test_unique_polygon_counts_and_the_table_parser_agree_with_the_pipeline(pipeline_run):
-    from grouputils.course import parse_count_table, unique_polygon_counts
+    from grouputils.teaching.course import parse_count_table, unique_polygon_counts
 
     counts = unique_polygon_counts(pipeline_run)
     summary = json.loads((pipeline_run / "run-summary.json").read_text())
@@ -414,8 +414,8 @@ def test_unique_polygon_counts_and_the_table_parser_agree_with_the_pipeline(pipe
 
 
 def test_unique_polygon_counts_says_when_a_folder_holds_no_staged_tiles(tmp_path):
-    from grouputils.course import unique_polygon_counts
-    from grouputils.errors import InputError
+    from grouputils.teaching.course import unique_polygon_counts
+    from grouputils.core.errors import InputError
 
     with pytest.raises(InputError, match="no staged tiles") as err:
         unique_polygon_counts(tmp_path / "group-project")
@@ -426,7 +426,7 @@ def test_unique_polygon_counts_says_when_a_folder_holds_no_staged_tiles(tmp_path
 @pytest.fixture(scope="module")
 def course_scale_data(tmp_path_factory) -> Path:
     """The course-scale data set (~0.5 GB, generated once per module)."""
-    from grouputils.samples import generate_dataset
+    from grouputils.teaching.samples import generate_dataset
 
     data = tmp_path_factory.mktemp("iwp-course")
     generate_dataset(data, scale="course")

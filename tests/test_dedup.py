@@ -1,6 +1,6 @@
 """Duplicate flags across overlapping scenes (issue 4, step 6), as a specification.
 
-The documented rule (grouputils.dedup): two polygons from *different* input
+The documented rule (grouputils.core.dedup): two polygons from *different* input
 files are the same ground polygon when their intersection covers at least
 ``dedup_overlap`` (default 0.5) of the smaller one; every copy but the one from
 the input file whose path sorts first is flagged ``staging_duplicated``.
@@ -25,10 +25,10 @@ import pytest
 import shapely
 from geopandas.testing import assert_geodataframe_equal
 
-from grouputils.dedup import duplicate_flags, overlapping_pairs
-from grouputils.errors import InputError, RepairWarning
-from grouputils.staging import TileStager, initialize_stager, read_staged_tile
-from grouputils.tiles import Tile
+from grouputils.core.dedup import duplicate_flags, overlapping_pairs
+from grouputils.core.errors import InputError, RepairWarning
+from grouputils.core.staging import TileStager, initialize_stager, read_staged_tile
+from grouputils.core.tiles import Tile
 
 Z = 13
 TMS = morecantile.tms.get("WorldCRS84Quad")
@@ -308,7 +308,7 @@ def test_every_row_of_a_polygon_carries_the_same_duplicate_flag(tmp_path: Path) 
 @pytest.fixture(scope="module")
 def samples_staged(tmp_path_factory) -> tuple[TileStager, pd.DataFrame, pd.Series]:
     try:
-        from grouputils import samples
+        from grouputils.teaching import samples
 
         with pytest.MonkeyPatch.context() as mp:  # the shipped samples, not a course-scale folder
             mp.delenv(samples.DATA_ENV, raising=False)

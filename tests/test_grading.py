@@ -1,7 +1,7 @@
 """Autograding that cannot be gamed (issue 15): the sandbox and the trusted checks, on a toy course.
 
 A toy course (``tests/grading_helpers.py``) is autograded twice, by nbgrader
-itself: once with the course's defences (``grouputils.grading.configure``:
+itself: once with the course's defences (``grouputils.teaching.grading.configure``:
 sandboxed kernels, hidden tests that only record, trusted checks in a fresh
 interpreter, feedback without hidden tests), and once without them, to show
 that each cheat really does win points when nothing stops it.
@@ -37,7 +37,7 @@ c.Execute.timeout = 120
 '''
 DEFENCES = '''
 from pathlib import Path
-from grouputils.grading import configure
+from grouputils.teaching.grading import configure
 configure(c, Path(__file__).parent / "grading")
 '''
 
@@ -125,7 +125,7 @@ def test_feedback_does_not_show_the_hidden_tests(defended: Path) -> None:
 
 @needs_bwrap
 def test_a_sandboxed_command_cannot_write_outside_its_folder_or_read_the_course(tmp_path: Path) -> None:
-    from grouputils.sandbox import sandbox_command
+    from grouputils.teaching.sandbox import sandbox_command
 
     course = tmp_path / "course"
     work = course / "autograded" / "a" / "x"
@@ -190,7 +190,7 @@ def test_replacing_the_helpers_or_reading_source_scores_nothing_for_the_script(s
 
 @needs_bwrap
 def test_a_learners_script_rerun_by_the_grader_has_no_network(tmp_path: Path) -> None:
-    from grouputils.sandbox import sandbox_command
+    from grouputils.teaching.sandbox import sandbox_command
 
     probe = "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=2)\nexcept OSError as e:\n" \
             "    print(e.errno)\n"

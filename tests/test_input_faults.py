@@ -18,14 +18,14 @@ import pyproj
 import pytest
 import shapely
 
-from grouputils import input_checks
-from grouputils.config import Config
-from grouputils.errors import InputError, RepairWarning
-from grouputils.errors import SkippedInputWarning
-from grouputils.input_checks import check_feature_count, check_integrity
-from grouputils.pipeline import run_pipeline
-from grouputils.staging import TileStager, initialize_stager
-from grouputils.tiles import Tiles
+from grouputils.core import input_checks
+from grouputils.core.config import Config
+from grouputils.core.errors import InputError, RepairWarning
+from grouputils.core.errors import SkippedInputWarning
+from grouputils.core.input_checks import check_feature_count, check_integrity
+from grouputils.run.pipeline import run_pipeline
+from grouputils.core.staging import TileStager, initialize_stager
+from grouputils.core.tiles import Tiles
 
 LL_TO_3413 = pyproj.Transformer.from_crs("OGC:CRS84", "EPSG:3413", always_xy=True)
 
@@ -87,7 +87,7 @@ def test_damaged_geopackage_is_refused_naming_it_and_keeps_earlier_staging(good_
 @pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])
 def test_feature_count_check_alone_refuses_a_partly_readable_file(good_gpkg, tmp_path, fraction, monkeypatch):
     """Without quick_check, the comparison with the layer's count still refuses a damaged file."""
-    monkeypatch.setattr("grouputils.staging.check_integrity", lambda path: None)
+    monkeypatch.setattr("grouputils.core.staging.check_integrity", lambda path: None)
     stager = initialize_stager(good_gpkg.parent, tmp_path / "out")
     damage(good_gpkg, fraction)
     with pytest.raises(InputError, match=r"scene\.gpkg"):
@@ -232,7 +232,7 @@ def test_no_warning_when_every_vector_file_is_staged(tmp_path):
 
 
 def test_shipped_samples_raise_no_skipped_input_warning(tmp_path):
-    from grouputils.samples import sample_dir
+    from grouputils.teaching.samples import sample_dir
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", SkippedInputWarning)

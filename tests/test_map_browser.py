@@ -32,9 +32,9 @@ from PIL import Image
 
 from hostile import DESCRIPTION, NAME, NAME_QUOTE, UNIT, hostile_config
 
-from grouputils.config import Config
-from grouputils.pipeline import run_pipeline
-from grouputils.webmap import write_map_page
+from grouputils.core.config import Config
+from grouputils.run.pipeline import run_pipeline
+from grouputils.outputs.webmap import write_map_page
 
 #: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
 SAMPLES = Path(__file__).resolve().parents[1] / "data-samples"

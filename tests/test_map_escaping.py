@@ -17,8 +17,8 @@ from urllib.parse import unquote
 
 from hostile import DESCRIPTION, DESCRIPTION_IMG, NAME, NAME_QUOTE, UNIT, hostile_config
 
-from grouputils.config import Config
-from grouputils.webmap import script_json, write_map_page
+from grouputils.core.config import Config
+from grouputils.outputs.webmap import script_json, write_map_page
 
 
 class _Tags(html.parser.HTMLParser):

@@ -21,9 +21,9 @@ import pyproj
 import pytest
 import rasterio
 
-from grouputils.config import Config
-from grouputils.errors import InputError, OutputError
-from grouputils.mosaic import (
+from grouputils.core.config import Config
+from grouputils.core.errors import InputError, OutputError
+from grouputils.outputs.mosaic import (
     chunk_experiment,
     config_from_outputs,
     covered_area_km2,
@@ -33,8 +33,8 @@ from grouputils.mosaic import (
     pixel_area_m2,
     polygon_count,
 )
-from grouputils.rasterize import covered_area_m2, pixel_areas_m2, write_geotiff
-from grouputils.tiles import Tile, Tiles, tile_from_path
+from grouputils.core.rasterize import covered_area_m2, pixel_areas_m2, write_geotiff
+from grouputils.core.tiles import Tile, Tiles, tile_from_path
 
 @pytest.fixture(scope="module")
 def run(three_scene_run: Config) -> Config:
@@ -198,7 +198,7 @@ def test_missing_geotiffs_raise_an_error_naming_the_folder(tmp_path: Path) -> No
 
 # ----------------------------------------------------------------------------- other TMS
 def test_projected_tms_pixel_areas_and_totals_match_the_raster_engine(tmp_path: Path) -> None:
-    """WebMercatorQuad: per-pixel areas and covered area agree with grouputils.rasterize."""
+    """WebMercatorQuad: per-pixel areas and covered area agree with grouputils.core.rasterize."""
     config = Config(dir_input=tmp_path, dir_output=tmp_path / "out", tms="WebMercatorQuad", z=12, tile_size=64)
     tms = morecantile.tms.get(config.tms)
     t0 = tms.tile(-148.8, 70.0, config.z)

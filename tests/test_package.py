@@ -12,8 +12,8 @@ HEAVY = (
     "rasterio",
     "parsl",
     "matplotlib",
-    "grouputils.staging",
-    "grouputils.rasterize",
+    "grouputils.core.staging",
+    "grouputils.core.rasterize",
 )
 
 
@@ -46,4 +46,4 @@ def test_every_public_name_still_imports_from_the_root() -> None:
         assert getattr(grouputils, name) is not None, name
     from grouputils import TileStager, initialize_stager
 
-    assert TileStager.__module__ == "grouputils.staging" and callable(initialize_stager)
+    assert TileStager.__module__ == "grouputils.core.staging" and callable(initialize_stager)

@@ -23,9 +23,9 @@ from parsl.executors import HighThroughputExecutor
 from parsl.launchers import SrunLauncher
 from parsl.providers import LocalProvider, SlurmProvider
 
-from grouputils.config import Config
-from grouputils.errors import ConfigError
-from grouputils.parallel import (
+from grouputils.core.config import Config
+from grouputils.core.errors import ConfigError
+from grouputils.run.parallel import (
     DEFAULT_TASK_OVERHEAD_S,
     MIN_TASKS_PER_WORKER,
     OVERHEAD_FACTOR,
@@ -364,7 +364,7 @@ def test_a_failing_task_is_reraised_naming_its_item(loaded_parsl) -> None:
 
 
 def test_profiling_finds_the_detached_pool_of_the_loaded_config(loaded_parsl) -> None:
-    from grouputils.profiling import profile_resources
+    from grouputils.teaching.profiling import profile_resources
 
     pool_pids = {p.pid for p in _parsl_processes(Path(loaded_parsl.run_dir))}
     assert pool_pids and not pool_pids & {c.pid for c in psutil.Process().children(recursive=True)}

@@ -31,8 +31,8 @@ import shapely
 from PIL import Image
 
 from grouputils import cli
-from grouputils.config import Config
-from grouputils.pipeline import RunReport, run_pipeline
+from grouputils.core.config import Config
+from grouputils.run.pipeline import RunReport, run_pipeline
 
 #: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
 SAMPLES = Path(__file__).resolve().parents[1] / "data-samples"
@@ -610,7 +610,7 @@ def test_a_corrupt_geotiff_is_redone_and_later_runs_do_not_abort(reference: Run,
 
 
 def test_the_run_state_replaces_the_manifest_and_matches_the_outputs(reference: Run) -> None:
-    from grouputils.rasterize import RasterTiler, covered_area_m2
+    from grouputils.core.rasterize import RasterTiler, covered_area_m2
 
     out = reference.out
     assert (out / ".grouputils" / "state.sqlite").is_file()

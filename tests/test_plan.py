@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grouputils.plan import choose_sample, fit_linear, project
+from grouputils.run.plan import choose_sample, fit_linear, project
 from test_pipeline import SAMPLES
 
 

@@ -18,11 +18,11 @@ from matplotlib.collections import PatchCollection
 from affine import Affine
 from shapely.geometry import box
 
-from grouputils.config import Config
-from grouputils.errors import InputError
-from grouputils.plotting import BasemapWarning, plot_profile, plot_sweep, plot_tiles, tile_palette
-from grouputils.profiling import ResourceProfile, SweepResult, profile_resources
-from grouputils.tiles import Tile, Tiles
+from grouputils.core.config import Config
+from grouputils.core.errors import InputError
+from grouputils.teaching.plotting import BasemapWarning, plot_profile, plot_sweep, plot_tiles, tile_palette
+from grouputils.teaching.profiling import ResourceProfile, SweepResult, profile_resources
+from grouputils.core.tiles import Tile, Tiles
 
 TMS = morecantile.tms.get("WorldCRS84Quad")
 ORIGIN = TMS.tile(-148.40, 70.25, 13)  # Prudhoe Bay

@@ -19,8 +19,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from grouputils.parallel import TaskError, WorkerCapWarning
-from grouputils.profiling import (
+from grouputils.run.parallel import TaskError, WorkerCapWarning
+from grouputils.teaching.profiling import (
     Profiled,
     ResourceProfile,
     SweepResult,

@@ -25,9 +25,9 @@ import rasterio
 import rasterio.transform
 import shapely
 
-from grouputils.config import Config, Statistic
-from grouputils.errors import InputError, NotFinalizedError
-from grouputils.rasterize import (
+from grouputils.core.config import Config, Statistic
+from grouputils.core.errors import InputError, NotFinalizedError
+from grouputils.core.rasterize import (
     RasterTiler,
     compute_statistics,
     covered_area_m2,
@@ -36,8 +36,8 @@ from grouputils.rasterize import (
     pixel_areas_m2,
     read_geotiff,
 )
-from grouputils.staging import initialize_stager, read_staged_tile
-from grouputils.tiles import Tile
+from grouputils.core.staging import initialize_stager, read_staged_tile
+from grouputils.core.tiles import Tile
 
 TMS = morecantile.tms.get("WorldCRS84Quad")
 T = Tile(1419, 909, 13)  # a tile of the real Prudhoe Bay file
@@ -132,7 +132,7 @@ def real(tmp_path_factory, real_file):
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """A small synthetic dataset of 11 overlapping scenes (with labelled re-detections), staged and rasterized."""
-    from grouputils.samples import generate_dataset
+    from grouputils.teaching.samples import generate_dataset
 
     root = tmp_path_factory.mktemp("generated")
     generate_dataset(root / "input", total_features=3000)
@@ -143,7 +143,7 @@ def generated(tmp_path_factory):
 
 
 def shipped_samples() -> list[Path]:
-    from grouputils.samples import sample_dir
+    from grouputils.teaching.samples import sample_dir
 
     try:
         return sorted(sample_dir().glob("*.gpkg"))
@@ -537,7 +537,7 @@ def test_rerun_overwrites_and_a_crash_mid_write_keeps_the_old_geotiff(synthetic,
     tiler.rasterize_vector(staged)
     assert tif.read_bytes() == before  # rerun: same content, replaced in place
 
-    import grouputils.rasterize as rz
+    import grouputils.core.rasterize as rz
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing tags")

@@ -29,8 +29,9 @@ import pyogrio
 import pytest
 import shapely
 
-from grouputils import cli, samples
-from grouputils.errors import ConfigError, InputError, OutputError
+from grouputils import cli
+from grouputils.teaching import samples
+from grouputils.core.errors import ConfigError, InputError, OutputError
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "data-samples"
@@ -448,7 +449,7 @@ def test_a_built_wheel_installs_the_samples(tmp_path):
         text=True,
     )
     assert pip.returncode == 0, pip.stderr[-2000:]
-    code = "from grouputils import samples; print(samples.sample_dir()); print(len(samples.sample_files()))"
+    code = "from grouputils.teaching import samples; print(samples.sample_dir()); print(len(samples.sample_files()))"
     env = {k: v for k, v in os.environ.items() if k != samples.DATA_ENV}
     env["PYTHONPATH"] = str(target)
     shown = subprocess.run(

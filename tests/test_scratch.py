@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from grouputils.config import Config
-from grouputils.errors import ConfigError
-from grouputils.pipeline import run_pipeline
-from grouputils.scratch import SCRATCH_SUBDIR, output_path, resolve_scratch
+from grouputils.core.config import Config
+from grouputils.core.errors import ConfigError
+from grouputils.run.pipeline import run_pipeline
+from grouputils.core.scratch import SCRATCH_SUBDIR, output_path, resolve_scratch
 from test_pipeline import FIXTURE, SAMPLES, assert_no_partial_files, assert_same_outputs
 
 
@@ -50,7 +50,7 @@ KILLED_WRITER = textwrap.dedent(
     """
     import os, shutil, signal, sys
     from pathlib import Path
-    from grouputils import scratch
+    from grouputils.core import scratch
 
     target, where, point = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from grouputils import cli
-from grouputils.config import Config, SlurmSettings, Statistic, load_config_file
-from grouputils.errors import ConfigError
-from grouputils.pipeline import check_slurm_settings, run_pipeline
+from grouputils.core.config import Config, SlurmSettings, Statistic, load_config_file
+from grouputils.core.errors import ConfigError
+from grouputils.run.pipeline import check_slurm_settings, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data-samples"
@@ -208,7 +208,7 @@ def test_every_toml_example_in_the_readme_is_a_valid_file(tmp_path):
 
 
 def test_the_slurm_table_takes_exactly_the_arguments_and_defaults_of_slurm_config():
-    from grouputils.parallel import slurm_config
+    from grouputils.run.parallel import slurm_config
 
     params = {
         n: p.default
@@ -295,7 +295,7 @@ def test_an_attribute_missing_from_one_input_names_that_input(one_input, tmp_pat
 
 
 def test_an_attribute_every_input_has_passes_the_check(one_input, tmp_path):
-    from grouputils.preflight import check_statistic_columns
+    from grouputils.core.preflight import check_statistic_columns
 
     config = Config(dir_input=one_input, statistics=(_mean_of("Area"),))
     check_statistic_columns(config, [one_input / SMALL])  # no error

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from grouputils.config import Config
-from grouputils.pipeline import run_pipeline
+from grouputils.core.config import Config
+from grouputils.run.pipeline import run_pipeline
 from test_pipeline import SAMPLES, assert_no_partial_files, assert_same_outputs, mtimes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ def test_the_slurm_table_reaches_the_job_script_and_the_scheduler(
 #: block can be cancelled while it holds work; it changes no output.
 SLOW_STAGING = '''
 import functools, os, time
-from grouputils.staging import TileStager
+from grouputils.core.staging import TileStager
 _stage = TileStager.stage
 @functools.wraps(_stage)
 def stage(self, path, *args, **kwargs):

@@ -35,8 +35,8 @@ import pytest
 import shapely
 from geopandas.testing import assert_geodataframe_equal
 
-from grouputils.config import Config
-from grouputils.errors import (
+from grouputils.core.config import Config
+from grouputils.core.errors import (
     ConfigError,
     InputError,
     MissingCRSWarning,
@@ -44,8 +44,8 @@ from grouputils.errors import (
     OutputError,
     RepairWarning,
 )
-from grouputils.staging import STAGING_COLUMNS, TileStager, initialize_stager, read_staged_tile
-from grouputils.tiles import Tile, str_to_tile, tile_from_path
+from grouputils.core.staging import STAGING_COLUMNS, TileStager, initialize_stager, read_staged_tile
+from grouputils.core.tiles import Tile, str_to_tile, tile_from_path
 
 Z = 13
 TMS = morecantile.tms.get("WorldCRS84Quad")
@@ -839,7 +839,7 @@ _KILL_STAGE = textwrap.dedent(
     """
     import os, signal, sys
     import pyarrow.parquet as pq
-    from grouputils.staging import initialize_stager
+    from grouputils.core.staging import initialize_stager
     real, calls = pq.write_table, [0]
     def dying(table, where, *a, **k):
         calls[0] += 1
@@ -857,7 +857,7 @@ _KILL_FINALIZE = textwrap.dedent(
     """
     import os, signal, sys
     import pyogrio
-    from grouputils.staging import initialize_stager
+    from grouputils.core.staging import initialize_stager
     real, calls = pyogrio.write_arrow, [0]
     def dying(table, where, *a, **k):
         calls[0] += 1

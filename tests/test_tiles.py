@@ -9,9 +9,9 @@ import morecantile
 import numpy as np
 import pytest
 
-from grouputils.config import Config
-from grouputils.errors import InputError
-from grouputils.tiles import Tile, Tiles, str_to_tile, tile_from_path, tile_to_str
+from grouputils.core.config import Config
+from grouputils.core.errors import InputError
+from grouputils.core.tiles import Tile, Tiles, str_to_tile, tile_from_path, tile_to_str
 
 TMS_IDS = [
     "WorldCRS84Quad",
@@ -203,7 +203,7 @@ def test_the_pyramid_of_a_set_without_zoom_0_stops_at_its_first_level(tmp_path: 
 
 
 def test_a_set_whose_levels_do_not_double_is_refused_with_a_config_error(tmp_path: Path) -> None:
-    from grouputils.errors import ConfigError
+    from grouputils.core.errors import ConfigError
 
     tiles = _tiles(tmp_path, tms="CanadianNAD83_LCC", z=5)
     # morecantile: the parent of (31, 33, 5) is not (15, 16, 4), so x // 2 would be wrong
@@ -217,8 +217,8 @@ def test_a_set_whose_levels_do_not_double_is_refused_with_a_config_error(tmp_pat
 def test_the_pipeline_refuses_a_set_whose_levels_do_not_double_before_writing(tmp_path: Path) -> None:
     import shutil
 
-    from grouputils.errors import ConfigError
-    from grouputils.pipeline import run_pipeline
+    from grouputils.core.errors import ConfigError
+    from grouputils.run.pipeline import run_pipeline
 
     inputs = tmp_path / "in"
     inputs.mkdir()

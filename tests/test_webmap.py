@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import rasterio
 
-from grouputils.config import Config
-from grouputils.pipeline import run_pipeline
-from grouputils.webmap import BASEMAPS, interactive_map, leaflet_assets, write_map_page
+from grouputils.core.config import Config
+from grouputils.run.pipeline import run_pipeline
+from grouputils.outputs.webmap import BASEMAPS, interactive_map, leaflet_assets, write_map_page
 
 #: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
 SAMPLES = Path(__file__).resolve().parents[1] / "data-samples"

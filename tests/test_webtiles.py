@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grouputils.config import Config, Statistic
-from grouputils.errors import ConfigError
-from grouputils.rasterize import RasterTiler, write_geotiff
-from grouputils.tiles import Tile
-from grouputils.webtiles import colorize, level_range, write_legend, write_webtile
+from grouputils.core.config import Config, Statistic
+from grouputils.core.errors import ConfigError
+from grouputils.core.rasterize import RasterTiler, write_geotiff
+from grouputils.core.tiles import Tile
+from grouputils.core.webtiles import colorize, level_range, write_legend, write_webtile
 
 COUNT = Statistic("count", weight_by="count", resampling="sum", palette="viridis", value_range=(0.0, 2.0))
 COVER = Statistic("cover", weight_by="coverage", resampling="mean", palette="magma", value_range=(0.0, 1.0))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import grouputils
 from grouputils import initialize_stager, serial_map
-from grouputils.course import unique_polygon_counts
-from grouputils.samples import sample_dir
+from grouputils.teaching.course import unique_polygon_counts
+from grouputils.teaching.samples import sample_dir
 
 _CACHE = Path(__file__).resolve().parent / ".cache"
 

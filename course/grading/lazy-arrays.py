@@ -1,6 +1,6 @@
 """Trusted checks of the `lazy-arrays` assignment (instructor only: never released).
 
-Run by grouputils.grading.TrustedChecks in a fresh ``python -I`` interpreter
+Run by grouputils.teaching.grading.TrustedChecks in a fresh ``python -I`` interpreter
 after the learner's notebook has run. Tile sums and the covered area are read
 here from the learner's GeoTIFFs (with pixel areas from the CRS), the total
 count is also compared with the grader's own serial staging of the data, and
@@ -17,9 +17,9 @@ import rasterio
 from _reference import reference_counts
 
 from grouputils import Config
-from grouputils.rasterize import pixel_areas_m2
-from grouputils.samples import sample_dir
-from grouputils.tiles import Tiles, tile_from_path
+from grouputils.core.rasterize import pixel_areas_m2
+from grouputils.teaching.samples import sample_dir
+from grouputils.core.tiles import Tiles, tile_from_path
 
 COUNT, COVER = "number_IWP_per_pixel", "prop_pixel_covered_by_IWP"
 

@@ -1,6 +1,6 @@
 """Trusted checks of the `scripts` assignment (instructor only: never released).
 
-Run by grouputils.grading.TrustedChecks in a fresh ``python -I`` interpreter
+Run by grouputils.teaching.grading.TrustedChecks in a fresh ``python -I`` interpreter
 after the learner's notebook has run. Nothing here trusts the learner's
 kernel: the expected counts come from a serial staging of the course data made
 here, and the learner's ``count_polygons.py`` is run again, in the sandbox,
@@ -9,7 +9,7 @@ with the submission folder read-only.
 
 from _reference import reference_counts
 
-from grouputils.course import parse_count_table
+from grouputils.teaching.course import parse_count_table
 
 
 def count_polygons(ctx) -> None:

@@ -1,0 +1,234 @@
+"""Colour GeoTIFF bands into PNG web tiles, and draw a legend per statistic.
+
+Web tiles are ``web_tiles/<statistic>/<TMS>/<z>/<x>/<y>.png``: 256x256 RGBA
+(the config's ``tile_size``), fully transparent where the band is nodata
+(NaN), otherwise opaque and coloured by the statistic's palette.
+
+Colour scale
+------------
+The scale is *fixed per statistic*, not computed from the data: a value
+``v`` at zoom ``z`` is placed on the palette by its position in
+:func:`level_range` ``(statistic, z, z_max)``, which is the statistic's
+``value_range`` at the top zoom ``z_max``, multiplied by ``4 ** (z_max - z)``
+for ``resampling='sum'`` statistics (a parent pixel adds four children, so one
+colour means one density per unit area at every zoom) and unchanged for
+``resampling='mean'`` ones. Values beyond the range take the end colours.
+Because no pass over the data is needed, any subset of tiles can be coloured
+in any process and the colours still agree across a zoom level (and across
+runs and datasets).
+
+Palettes are Matplotlib colormaps looked up with ``matplotlib.colormaps[name]``
+or built from a tuple of colours; nothing touches Matplotlib's global state
+(no pyplot, no rcParams). PNGs are written with Pillow (a Matplotlib
+dependency), atomically.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from grouputils.core.atomic import atomic_path
+from grouputils.core.config import Statistic
+from grouputils.core.errors import ConfigError
+from grouputils.core.scratch import output_path
+
+__all__ = [
+    "get_colormap",
+    "palette_lut",
+    "level_range",
+    "colorize",
+    "write_webtile",
+    "write_legend",
+]
+
+
+def get_colormap(statistic: Statistic):
+    """The Matplotlib colormap of a statistic's palette.
+
+    Parameters
+    ----------
+    statistic : Statistic
+        Its ``palette`` is a colormap name (``'viridis'``) or a tuple of colours.
+
+    Returns
+    -------
+    matplotlib.colors.Colormap
+
+    Raises
+    ------
+    ConfigError
+        Unknown colormap name or invalid colour.
+    """
+    import matplotlib
+    from matplotlib.colors import LinearSegmentedColormap
+
+    palette = statistic.palette
+    if isinstance(palette, str):
+        try:
+            return matplotlib.colormaps[palette]
+        except KeyError:
+            raise ConfigError(
+                f"statistic {statistic.name!r}: unknown palette {palette!r} (a Matplotlib colormap name)"
+            ) from None
+    try:
+        return LinearSegmentedColormap.from_list(statistic.name, list(palette))
+    except ValueError as e:
+        raise ConfigError(
+            f"statistic {statistic.name!r}: invalid palette colours {palette!r} ({e})"
+        ) from None
+
+
+@functools.lru_cache(maxsize=64)
+def palette_lut(statistic: Statistic) -> np.ndarray:
+    """256 RGBA colours sampling the statistic's palette from its low to its high end.
+
+    Returns
+    -------
+    ndarray of uint8, shape (256, 4)
+        Opaque colours (alpha 255).
+    """
+    lut = np.asarray(get_colormap(statistic)(np.linspace(0.0, 1.0, 256), bytes=True), dtype="u1")
+    lut[:, 3] = 255
+    lut.setflags(write=False)
+    return lut
+
+
+def level_range(statistic: Statistic, z: int, z_max: int) -> tuple[float, float]:
+    """Values at the two ends of the palette for tiles of zoom ``z``.
+
+    Parameters
+    ----------
+    statistic : Statistic
+        Supplies ``value_range`` (at ``z_max``) and ``resampling``.
+    z : int
+        Zoom level of the tile.
+    z_max : int
+        The top zoom level (``config.z``), where ``value_range`` applies as is.
+
+    Returns
+    -------
+    tuple of float
+        ``value_range * 4 ** (z_max - z)`` for ``resampling='sum'``, else ``value_range``.
+    """
+    lo, hi = statistic.value_range
+    if statistic.resampling == "sum":
+        factor = 4.0 ** (z_max - z)
+        return lo * factor, hi * factor
+    return lo, hi
+
+
+def colorize(values: np.ndarray, statistic: Statistic, z: int, z_max: int) -> np.ndarray:
+    """Colour one band.
+
+    Parameters
+    ----------
+    values : ndarray of float, shape (h, w)
+        The band, NaN where there is no data.
+    statistic : Statistic
+        Palette and value range.
+    z, z_max : int
+        The tile's zoom and the top zoom (see :func:`level_range`).
+
+    Returns
+    -------
+    ndarray of uint8, shape (h, w, 4)
+        RGBA; ``(0, 0, 0, 0)`` where ``values`` is NaN.
+    """
+    lo, hi = level_range(statistic, z, z_max)
+    v = np.asarray(values, dtype="f8")
+    nodata = np.isnan(v)
+    scaled = np.clip((np.where(nodata, lo, v) - lo) / (hi - lo), 0.0, 1.0)
+    idx = np.rint(scaled * 255).astype("u1")
+    rgba = palette_lut(statistic)[idx]
+    rgba[nodata] = 0
+    return rgba
+
+
+def write_webtile(
+    path: str | Path,
+    values: np.ndarray,
+    statistic: Statistic,
+    z: int,
+    z_max: int,
+    *,
+    scratch_dir: str | None = None,
+) -> Path:
+    """Colour a band and write it as a PNG, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination ``.png``.
+    values : ndarray of float, shape (h, w)
+        The band (NaN = transparent).
+    statistic : Statistic
+        Palette and value range.
+    z, z_max : int
+        The tile's zoom and the top zoom.
+    scratch_dir : str, optional
+        Write on this node-local folder first (:func:`grouputils.core.scratch.output_path`).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    image = Image.fromarray(colorize(values, statistic, z, z_max), mode="RGBA")
+    with output_path(path, scratch_dir) as tmp:
+        image.save(tmp, format="PNG", compress_level=6)
+    return path
+
+
+def write_legend(path: str | Path, statistic: Statistic, z_max: int, dpi: int = 100) -> Path:
+    """Draw a colour bar for a statistic and save it as a PNG, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination, e.g. ``web_tiles/<statistic>/legend.png``.
+    statistic : Statistic
+        Palette, value range, description and unit.
+    z_max : int
+        The top zoom, where ``value_range`` applies.
+    dpi : int
+        Resolution of the PNG.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Notes
+    -----
+    Uses a :class:`matplotlib.figure.Figure` and the Agg canvas directly, not
+    pyplot, so no global Matplotlib state is created or changed.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    lo, hi = statistic.value_range
+    fig = Figure(figsize=(4.2, 1.25), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    mappable = ScalarMappable(norm=Normalize(lo, hi), cmap=get_colormap(statistic))
+    # Coverage cannot exceed its range; other statistics take the top colour beyond it.
+    extend = "neither" if statistic.weight_by == "coverage" else "max"
+    bar = fig.colorbar(mappable, cax=ax, orientation="horizontal", extend=extend)
+    unit = f" ({statistic.unit})" if statistic.unit else ""
+    label = f"per pixel at zoom {z_max}{unit}"
+    if statistic.resampling == "sum":
+        label += "; x4 per zoom level out"
+    bar.set_label(label, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.set_title(statistic.description or statistic.name, fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, transparent=False, facecolor="white")
+    return path

@@ -1,0 +1,254 @@
+"""Tile steps as data: which tiles to look at, what each should be made from, the task, the record.
+
+A :class:`TileStep` is one pass of the pipeline over the tiles of one kind
+(``'staged'`` is finalized by staging; this module drives ``'geotiff'`` and
+``'web'``). :func:`run_tile_step` looks only at the candidate tiles (marked
+dirty in the :class:`~grouputils.run.state.RunState`, or whose files were damaged),
+compares the fingerprint each should have with the recorded one, removes the
+outputs whose inputs are gone, maps the task over the rest and records each
+finished batch in one transaction, marking what depends on it.
+
+The task functions are module-level so Parsl sends them by reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from grouputils.core.tiles import Tile
+from grouputils.run.state import Key, RunState, TileRow, file_entry
+
+__all__ = [
+    "TileStep",
+    "run_tile_step",
+    "fingerprint",
+    "finalize_task",
+    "rasterize_task",
+    "parent_task",
+    "webtile_task",
+]
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+# ------------------------------------------------------------------ worker tasks
+def _band_info(values: np.ndarray, names: Sequence[str]) -> dict[str, float | None]:
+    """``<name>_min/_max/_mean/_sum`` over data pixels, as the GeoTIFF's band tags hold them."""
+    out: dict[str, float | None] = {}
+    for name, band in zip(names, values):
+        ok = ~np.isnan(band)
+        v = band[ok].astype("f8")
+        for short, f in (("min", np.min), ("max", np.max), ("mean", np.mean), ("sum", np.sum)):
+            out[f"{name}_{short}"] = float(f(v)) if v.size else None
+    return out
+
+
+def _raster_record(
+    rasterizer: Any, tile: Tile, values: np.ndarray, tags: dict[str, Any], t0: float
+) -> dict[str, Any]:
+    from grouputils.core.rasterize import pixel_areas_m2
+
+    config = rasterizer.config
+    info: dict[str, Any] = dict(tags, **_band_info(values, config.statistic_names))
+    band = next((i for i, s in enumerate(config.statistics) if s.weight_by == "coverage"), None)
+    if band is not None and tile.z == config.z:
+        info["covered_m2"] = float(
+            np.nansum(values[band].astype("f8") * pixel_areas_m2(tile, rasterizer.tiles))
+        )
+    path = rasterizer.tiles.path("geotiff", tile)
+    return {
+        "files": [file_entry(config.dir_output, path)],
+        "info": info,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def finalize_task(stager: Any, key: Key) -> dict[str, Any]:
+    """Finalize one staged tile; its record (``removed`` if it has no parts left)."""
+    t0 = time.perf_counter()
+    res = stager.finalize_tile(Tile(key[1], key[2], key[0]))
+    if res["path"] is None:
+        return {"removed": True}
+    info = {
+        "rows": res["rows"],
+        "duplicates": res["duplicates"],
+        "duplicates_within": res["duplicates_within"],
+    }
+    return {
+        "fingerprint": res["fingerprint"],
+        "files": [file_entry(stager.config.dir_output, res["path"])],
+        "info": info,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def adopt_staged(stager: Any, key: Key, fingerprint: str) -> dict[str, Any] | None:
+    """The record of a staged tile already finalized from the expected parts, or None.
+
+    A run killed between writing a staged tile and recording it leaves a
+    complete tile (written through a temporary name) that carries the
+    fingerprint of the parts it was made from; the next run records it
+    instead of finalizing it again.
+    """
+    import pyogrio
+
+    from grouputils.core.staging import STAGED_LAYER, staged_fingerprint
+
+    path = stager.tiles.path("staged", Tile(key[1], key[2], key[0]))
+    if staged_fingerprint(path) != fingerprint:
+        return None
+    try:
+        df = pyogrio.read_dataframe(
+            path,
+            layer=STAGED_LAYER,
+            columns=["staging_duplicated", "staging_centroid_within_tile"],
+            read_geometry=False,
+        )
+    except Exception:  # unreadable: finalize it again
+        return None
+    dup = df["staging_duplicated"].to_numpy(bool)
+    within = df["staging_centroid_within_tile"].to_numpy(bool)
+    info = {
+        "rows": len(df),
+        "duplicates": int(dup.sum()),
+        "duplicates_within": int((dup & within).sum()),
+    }
+    return {
+        "fingerprint": fingerprint,
+        "files": [file_entry(stager.config.dir_output, path)],
+        "info": info,
+        "seconds": 0.0,
+    }
+
+
+def rasterize_task(rasterizer: Any, key: Key) -> dict[str, Any]:
+    """Rasterize one staged tile; its record (counts, band statistics, covered area)."""
+    t0 = time.perf_counter()
+    tile, values, tags = rasterizer.rasterize_vector_bands(
+        rasterizer.tiles.path("staged", Tile(key[1], key[2], key[0]))
+    )
+    return _raster_record(rasterizer, tile, values, tags, t0)
+
+
+def parent_task(rasterizer: Any, key: Key) -> dict[str, Any]:
+    """Build one parent GeoTIFF from its children; its record."""
+    t0 = time.perf_counter()
+    tile, values, tags = rasterizer.parent_geotiff_bands(Tile(key[1], key[2], key[0]))
+    return _raster_record(rasterizer, tile, values, tags, t0)
+
+
+def webtile_task(rasterizer: Any, key: Key) -> dict[str, Any]:
+    """Colour one GeoTIFF into its web tiles; their record."""
+    t0 = time.perf_counter()
+    paths = rasterizer.webtile(rasterizer.tiles.path("geotiff", Tile(key[1], key[2], key[0])))
+    root = rasterizer.config.dir_output
+    return {
+        "files": [file_entry(root, p) for p in paths],
+        "info": {},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# ------------------------------------------------------------------ the step
+@dataclasses.dataclass
+class TileStep:
+    """One pass over the tiles of one kind.
+
+    Attributes
+    ----------
+    name : str
+        Name in the run report.
+    kind : str
+        State kind of the outputs (``'geotiff'``, ``'web'``).
+    candidates : list of Key
+        Tiles to look at (dirty or damaged).
+    expected : callable
+        ``expected(keys) -> {key: fingerprint}`` of what each candidate should
+        be made from now; a key left out has no inputs any more and is removed.
+    task : callable
+        ``task(key) -> record`` run on a worker (a picklable partial).
+    remove : callable
+        ``remove(key)`` deletes the tile's files.
+    downstream : callable
+        ``downstream(key) -> [(kind, key), ...]`` to mark dirty when the tile changes.
+    """
+
+    name: str
+    kind: str
+    candidates: list[Key]
+    expected: Callable[[list[Key]], dict[Key, str]]
+    task: Callable[[Key], dict[str, Any]]
+    remove: Callable[[Key], None]
+    downstream: Callable[[Key], list[tuple[str, Key]]]
+
+
+def _mark_downstream(state: RunState, step: TileStep, key: Key) -> None:
+    for kind, k in step.downstream(key):
+        state.mark(kind, [k])
+
+
+def run_tile_step(
+    state: RunState, step: TileStep, runner: Any, damaged: set[Key]
+) -> tuple[list[Key], list[tuple[bool, Any]]]:
+    """Bring the candidate tiles of ``step`` up to date; return the items run and their results.
+
+    Parameters
+    ----------
+    state : RunState
+        Read for recorded fingerprints, written in one transaction per batch.
+    step : TileStep
+        What to do.
+    runner : object
+        Has ``map(name, func, items, batch=True, on_done=...)`` (the pipeline's runner).
+    damaged : set of Key
+        Candidates whose recorded files are missing or changed on disk.
+
+    Returns
+    -------
+    tuple
+        ``(keys run, [(ok, record or error), ...])`` in the same order.
+    """
+    keys = sorted(set(step.candidates))
+    want = step.expected(keys)
+    recorded = state.fingerprints(step.kind, keys)
+    todo: list[Key] = []
+    with state.transaction():
+        for key in keys:
+            if key not in want:  # its inputs are gone
+                step.remove(key)
+                if key in recorded:
+                    state.delete(step.kind, key)
+                    _mark_downstream(state, step, key)
+                state.clean(step.kind, key)
+            elif recorded.get(key) == want[key] and key not in damaged:
+                state.clean(step.kind, key)
+            else:
+                todo.append(key)
+
+    def record(items: list[Key], results: list[tuple[bool, Any]]) -> None:
+        done = [(key, rec) for key, (ok, rec) in zip(items, results) if ok]
+        with state.transaction():
+            state.put_many(
+                step.kind,
+                ((k, TileRow(want[k], r["files"], r["info"], r["seconds"])) for k, r in done),
+            )
+            state.clean_many(step.kind, (k for k, _ in done))
+            marks: dict[str, set[Key]] = {}
+            for key, _ in done:
+                for kind, k in step.downstream(key):
+                    marks.setdefault(kind, set()).add(k)
+            for kind, ks in marks.items():
+                state.mark(kind, ks)
+
+    results = runner.map(step.name, step.task, todo, batch=True, on_done=record) if todo else []
+    return todo, results

@@ -1,0 +1,4 @@
+"""What learners and instructors use: profiling, sweeps, plots, course and grading helpers, the synthetic IWP generator.
+
+The top layer below the package root: it may import ``core``, ``outputs`` and ``run``.
+"""
