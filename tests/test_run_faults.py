@@ -255,7 +255,8 @@ def test_a_full_disk_fails_clearly_and_a_rerun_with_space_finishes_identically(
 def test_the_catalogue_folder_is_never_absent_while_it_is_rewritten(
     reference: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from grouputils.outputs import catalog, swap
+    from grouputils.core import swap
+    from grouputils.outputs import catalog
 
     out = tmp_path / "out"
     shutil.copytree(reference.out, out)
