@@ -11,7 +11,7 @@ In one run and one process it
 
 1. runs the pipeline serially on the shipped samples (unless ``--output``),
 2. times :func:`grouputils.outputs.mosaic.mosaic_totals` (unique polygons + covered
-   area, one pass) with :func:`grouputils.outputs.mosaic.chunk_experiment` at each
+   area, one pass) with :func:`grouputils.teaching.lazy.chunk_experiment` at each
    chunk size and worker count (Dask threads), on the run's z=13 mosaic and
    on a larger mosaic written by :func:`grouputils.outputs.mosaic.make_large_mosaic`,
 3. prints one table per mosaic: median seconds, tasks, worker time outside
@@ -38,7 +38,6 @@ import pandas as pd
 
 from grouputils.core.config import Config
 from grouputils.outputs.mosaic import (
-    chunk_experiment,
     config_from_outputs,
     covered_area_km2,
     make_large_mosaic,
@@ -48,6 +47,7 @@ from grouputils.outputs.mosaic import (
 from grouputils.run.pipeline import run_pipeline
 from grouputils.teaching.samples import sample_dir
 from grouputils.core.tiles import Tiles, tile_from_path
+from grouputils.teaching.lazy import chunk_experiment
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

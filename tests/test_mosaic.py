@@ -24,7 +24,6 @@ import rasterio
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError, OutputError
 from grouputils.outputs.mosaic import (
-    chunk_experiment,
     config_from_outputs,
     covered_area_km2,
     make_large_mosaic,
@@ -35,6 +34,7 @@ from grouputils.outputs.mosaic import (
 )
 from grouputils.core.rasterize import covered_area_m2, pixel_areas_m2, write_geotiff
 from grouputils.core.tiles import Tile, Tiles, tile_from_path
+from grouputils.teaching.lazy import chunk_experiment
 
 @pytest.fixture(scope="module")
 def run(three_scene_run: Config) -> Config:
