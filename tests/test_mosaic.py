@@ -278,3 +278,30 @@ def test_a_tile_that_does_not_match_the_others_is_named_when_read(run: Config, t
     mosaic = open_mosaic(config)
     with pytest.raises(InputError, match=str(bad.name)):
         mosaic_totals(mosaic)
+
+
+# ----------------------------------------------------------------------------- layers
+def test_the_mosaic_imports_core_only_and_the_course_names_still_resolve() -> None:
+    """outputs.mosaic loads neither run nor teaching; the lesson's names resolve to teaching.lazy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import grouputils.outputs.mosaic as m\n"
+        "up = sorted(k for k in sys.modules if k.startswith(('grouputils.run', 'grouputils.teaching')))\n"
+        "assert not up, up\n"
+        "from grouputils.outputs.mosaic import chunk_experiment, plot_chunk_experiment, plot_task_timeline\n"
+        "import grouputils.teaching.lazy as lazy\n"
+        "assert chunk_experiment is lazy.chunk_experiment\n"
+        "assert plot_chunk_experiment is lazy.plot_chunk_experiment\n"
+        "assert plot_task_timeline is lazy.plot_task_timeline\n"
+        "try:\n"
+        "    m.no_such_name\n"
+        "except AttributeError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('unknown names must raise AttributeError')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

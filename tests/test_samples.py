@@ -466,6 +466,35 @@ def test_a_built_wheel_installs_the_samples(tmp_path):
     assert int(count) == 11
 
 
+def test_the_samples_facade_is_the_synthetic_package_and_imports_no_higher_layer():
+    """teaching.samples re-exports teaching.synthetic; the generator loads neither run nor outputs."""
+    from grouputils.teaching import synthetic
+
+    assert set(samples.__all__) == set(synthetic.__all__)
+    for name in samples.__all__:
+        assert getattr(samples, name) is getattr(synthetic, name), name
+    code = (
+        "import sys\n"
+        "import grouputils.teaching.samples\n"
+        "bad = sorted(k for k in sys.modules\n"
+        "             if k.startswith(('grouputils.run', 'grouputils.outputs', 'geopandas')))\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_generator_json_records_the_installed_grouputils_version(small):
+    import importlib.metadata
+
+    import grouputils
+
+    meta = json.loads((small / samples.GENERATOR_FILE).read_text())
+    assert meta["versions"]["grouputils"] == importlib.metadata.version("grouputils")
+    assert meta["versions"]["grouputils"] == grouputils.__version__
+    assert meta["generator"] == "grouputils.teaching.samples.generate_dataset"
+
+
 # --------------------------------------------------------------------------- command line
 def test_cli_sample_writes_a_dataset(tmp_path, capsys):
     assert (
