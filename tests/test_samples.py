@@ -30,8 +30,8 @@ import pytest
 import shapely
 
 from grouputils import cli
-from grouputils.teaching import samples
 from grouputils.core.errors import ConfigError, InputError, OutputError
+from grouputils.teaching import samples
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "data-samples"
@@ -449,7 +449,10 @@ def test_a_built_wheel_installs_the_samples(tmp_path):
         text=True,
     )
     assert pip.returncode == 0, pip.stderr[-2000:]
-    code = "from grouputils.teaching import samples; print(samples.sample_dir()); print(len(samples.sample_files()))"
+    code = (
+        "from grouputils.teaching import samples; "
+        "print(samples.sample_dir()); print(len(samples.sample_files()))"
+    )
     env = {k: v for k, v in os.environ.items() if k != samples.DATA_ENV}
     env["PYTHONPATH"] = str(target)
     shown = subprocess.run(
@@ -467,7 +470,7 @@ def test_a_built_wheel_installs_the_samples(tmp_path):
 
 
 def test_the_samples_facade_is_the_synthetic_package_and_imports_no_higher_layer():
-    """teaching.samples re-exports teaching.synthetic; the generator loads neither run nor outputs."""
+    """teaching.samples re-exports teaching.synthetic, which loads neither run nor outputs."""
     from grouputils.teaching import synthetic
 
     assert set(samples.__all__) == set(synthetic.__all__)
