@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from grouputils.teaching.synthetic.parameters import (
     Scale,
     ScaleName,
 )
-from grouputils.teaching.synthetic.scenes import layout_scenes, scene_targets
+from grouputils.teaching.synthetic.scenes import Scene, layout_scenes, scene_targets
 from grouputils.teaching.synthetic.writer import (
     clear_old_outputs,
     write_generator_json,
@@ -56,17 +57,9 @@ __all__ = ["generate_dataset"]
 logger = logging.getLogger(__name__)
 
 
-def _build(
-    seed: int, scale: Scale, total_features: int | None, progress: bool
-) -> tuple[list[SceneFile], dict[str, Any]]:
-    """Every scene's polygons in memory (no I/O), and facts about the run for generator.json."""
-    targets = scene_targets(scale, total_features)
-    scenes = layout_scenes(seed, scale, targets)
-    n = len(scenes)
-    rng = np.random.default_rng([seed, 2])
-    spacing_field = smooth_field(rng, SHAPE.spacing_wavelengths_m)
-    placer = Placer(scenes)
-    # polygons wanted in each zone: overlaps of neighbours first, then each scene's own ground
+def _zones(scale: Scale, targets: np.ndarray) -> list[tuple[tuple[int, ...], int]]:
+    """Polygons wanted in each zone: overlaps of neighbours first, then each scene's own ground."""
+    n = len(targets)
     overlap_want = [
         round(scale.overlap_fraction * min(targets[k], targets[k + 1])) for k in range(n - 1)
     ]
@@ -74,15 +67,24 @@ def _build(
     for k in range(n):
         own = targets[k] - (overlap_want[k - 1] if k else 0) - (overlap_want[k] if k < n - 1 else 0)
         zones.append(((k,), max(int(own), 0)))
+    return zones
 
-    # Lattice spacing: a smooth field over the region, centred so that its median over the
-    # ground where polygons will be (scenes weighted by their number of polygons) is nominal.
+
+def _spacing(
+    field: tuple[np.ndarray, np.ndarray, np.ndarray], scenes: list[Scene]
+) -> Callable[[float, float], float]:
+    """Lattice spacing (m) as a function of position.
+
+    A smooth field over the region, centred so that its median over the ground
+    where polygons will be (scenes weighted by their number of polygons) is the
+    nominal spacing.
+    """
     values, weights = [], []
     for sc in scenes:
         gx, gy = np.meshgrid(
             np.linspace(sc.rect[0], sc.rect[2], 25), np.linspace(sc.rect[1], sc.rect[3], 25)
         )
-        values.append(eval_field(spacing_field, gx, gy).ravel())
+        values.append(eval_field(field, gx, gy).ravel())
         weights.append(np.full(gx.size, sc.target / gx.size))
     v, w = np.concatenate(values), np.concatenate(weights)
     order = np.argsort(v)
@@ -90,12 +92,24 @@ def _build(
 
     def spacing_at(x: float, y: float) -> float:
         return SHAPE.spacing_median_m * math.exp(
-            SHAPE.spacing_sigma * (float(eval_field(spacing_field, x, y)) - centre_field)
+            SHAPE.spacing_sigma * (float(eval_field(field, x, y)) - centre_field)
         )
 
+    return spacing_at
+
+
+def _place_patches(
+    seed: int,
+    rng: np.random.Generator,
+    scale: Scale,
+    scenes: list[Scene],
+    spacing_at: Callable[[float, float], float],
+) -> tuple[list[Patch], list[Ground]]:
+    """Field patches and their ground polygons, zone by zone, until each zone has its share."""
+    placer = Placer(scenes)
     patches: list[Patch] = []
     grounds: list[Ground] = []
-    for zone, want in zones:
+    for zone, want in _zones(scale, np.asarray([s.target for s in scenes])):
         got = 0
         failures = 0
         while got < want:
@@ -123,9 +137,20 @@ def _build(
             patches.append(patch)
             grounds.append(ground)
             got += round(len(ground.nv) * (1 - SHAPE.p_miss))
+    return patches, grounds
 
-    origin, matrix = local_to_3413()
-    parts: list[list[Detections]] = [[] for _ in range(n)]
+
+def _scene_files(
+    seed: int,
+    scenes: list[Scene],
+    patches: list[Patch],
+    grounds: list[Ground],
+    frame: tuple[np.ndarray, np.ndarray],
+    progress: bool,
+) -> tuple[list[SceneFile], int]:
+    """What each scene detects, in file row order, as valid polygons; and the outlines repaired."""
+    origin, matrix = frame
+    parts: list[list[Detections]] = [[] for _ in scenes]
     gid0 = 0
     bar = tqdm(total=len(patches), unit="patch", desc="generating", disable=not progress)
     for patch, ground in zip(patches, grounds, strict=True):
@@ -137,14 +162,27 @@ def _build(
 
     files = []
     repaired = 0
-    for k in range(n):
-        det = Detections.concat(parts[k])
+    for scene, scene_parts in zip(scenes, parts, strict=True):
+        det = Detections.concat(scene_parts)
         det = Detections(
             *(getattr(det, fld.name)[sweep_order(det)] for fld in dataclasses.fields(Detections))
         )
-        f = SceneFile(scenes[k], det, polygons(det.verts, det.nv, origin, matrix))
+        f = SceneFile(scene, det, polygons(det.verts, det.nv, origin, matrix))
         repaired += fix_invalid(f, origin, matrix)
         files.append(f)
+    return files, repaired
+
+
+def _build(
+    seed: int, scale: Scale, total_features: int | None, progress: bool
+) -> tuple[list[SceneFile], dict[str, Any]]:
+    """Every scene's polygons in memory (no I/O), and facts about the run for generator.json."""
+    scenes = layout_scenes(seed, scale, scene_targets(scale, total_features))
+    rng = np.random.default_rng([seed, 2])
+    spacing_at = _spacing(smooth_field(rng, SHAPE.spacing_wavelengths_m), scenes)
+    patches, grounds = _place_patches(seed, rng, scale, scenes, spacing_at)
+    origin, matrix = local_to_3413()
+    files, repaired = _scene_files(seed, scenes, patches, grounds, (origin, matrix), progress)
     fixes = reconcile(files, origin, matrix)
     for f in files:
         if not shapely.is_valid(f.geoms).all():  # pragma: no cover - fallbacks are valid
