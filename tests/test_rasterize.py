@@ -537,7 +537,7 @@ def test_rerun_overwrites_and_a_crash_mid_write_keeps_the_old_geotiff(synthetic,
     tiler.rasterize_vector(staged)
     assert tif.read_bytes() == before  # rerun: same content, replaced in place
 
-    import grouputils.core.rasterize as rz
+    import grouputils.core.raster.geotiff as rz
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing tags")

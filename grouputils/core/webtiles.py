@@ -19,14 +19,27 @@ runs and datasets).
 
 Palettes are Matplotlib colormaps looked up with ``matplotlib.colormaps[name]``
 or built from a tuple of colours; nothing touches Matplotlib's global state
-(no pyplot, no rcParams). PNGs are written with Pillow (a Matplotlib
-dependency), atomically.
+(no pyplot, no rcParams). Matplotlib is used once per run, for the legends and
+to sample each palette into a 256-colour table (:func:`palette_lut`); colouring
+a tile (:func:`colorize`) is then a NumPy table look-up, so a worker handed the
+tables never imports Matplotlib. PNGs are written with Pillow, atomically, at
+zlib level :data:`PNG_COMPRESS_LEVEL`.
+
+Speed (one 256x256 band, this 2-core machine, ``benchmarks/bench_speed.py``)
+---------------------------------------------------------------------------
+Colouring took ~7 ms with a ``(256, 4)`` fancy index and a boolean mask over
+the RGBA image; looking colours up as one ``uint32`` per pixel in a 257-entry
+table (the last entry transparent, for NaN) takes well under 1 ms and gives
+the same pixels. PNG encoding at zlib level 6 took ~7 ms; level 1 takes
+about a third of that for files ~10-30 % larger (decoded pixels identical).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -37,16 +50,22 @@ from grouputils.core.errors import ConfigError
 from grouputils.core.scratch import output_path
 
 __all__ = [
+    "PNG_COMPRESS_LEVEL",
     "get_colormap",
     "palette_lut",
     "level_range",
     "colorize",
+    "encode_png",
     "write_webtile",
     "write_legend",
 ]
 
 
-def get_colormap(statistic: Statistic):
+PNG_COMPRESS_LEVEL = 1
+"""zlib level of the web tiles' PNGs (0-9): 1 is fast; higher levels only make smaller files."""
+
+
+def get_colormap(statistic: Statistic) -> Any:
     """The Matplotlib colormap of a statistic's palette.
 
     Parameters
@@ -72,7 +91,8 @@ def get_colormap(statistic: Statistic):
             return matplotlib.colormaps[palette]
         except KeyError:
             raise ConfigError(
-                f"statistic {statistic.name!r}: unknown palette {palette!r} (a Matplotlib colormap name)"
+                f"statistic {statistic.name!r}: unknown palette {palette!r} "
+                "(a Matplotlib colormap name)"
             ) from None
     try:
         return LinearSegmentedColormap.from_list(statistic.name, list(palette))
@@ -121,7 +141,16 @@ def level_range(statistic: Statistic, z: int, z_max: int) -> tuple[float, float]
     return lo, hi
 
 
-def colorize(values: np.ndarray, statistic: Statistic, z: int, z_max: int) -> np.ndarray:
+def _lut32(lut: np.ndarray) -> np.ndarray:
+    """The ``(256, 4)`` RGBA table as 257 ``uint32`` colours, the last one transparent (NaN)."""
+    table = np.zeros((257, 4), dtype="u1")
+    table[:256] = lut
+    return table.view("<u4").ravel()
+
+
+def colorize(
+    values: np.ndarray, statistic: Statistic, z: int, z_max: int, lut: np.ndarray | None = None
+) -> np.ndarray:
     """Colour one band.
 
     Parameters
@@ -132,20 +161,38 @@ def colorize(values: np.ndarray, statistic: Statistic, z: int, z_max: int) -> np
         Palette and value range.
     z, z_max : int
         The tile's zoom and the top zoom (see :func:`level_range`).
+    lut : ndarray of uint8, shape (256, 4), optional
+        The statistic's :func:`palette_lut`, when the caller holds it (no Matplotlib here then).
 
     Returns
     -------
     ndarray of uint8, shape (h, w, 4)
         RGBA; ``(0, 0, 0, 0)`` where ``values`` is NaN.
+
+    Notes
+    -----
+    A value's colour index is ``rint(clip((v - lo) / (hi - lo), 0, 1) * 255)``
+    computed in float64.
     """
     lo, hi = level_range(statistic, z, z_max)
-    v = np.asarray(values, dtype="f8")
+    v = np.array(values, dtype="f8")  # a copy, scaled in place
     nodata = np.isnan(v)
-    scaled = np.clip((np.where(nodata, lo, v) - lo) / (hi - lo), 0.0, 1.0)
-    idx = np.rint(scaled * 255).astype("u1")
-    rgba = palette_lut(statistic)[idx]
-    rgba[nodata] = 0
-    return rgba
+    np.subtract(v, lo, out=v)
+    np.divide(v, hi - lo, out=v)
+    np.clip(v, 0.0, 1.0, out=v)
+    np.multiply(v, 255.0, out=v)
+    np.rint(v, out=v)
+    v[nodata] = 256.0
+    table = _lut32(palette_lut(statistic) if lut is None else lut)
+    rgba32 = table[v.astype("i2")]
+    return rgba32.view("u1").reshape(*v.shape, 4)
+
+
+def encode_png(rgba: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> bytes:
+    """PNG bytes of an RGBA image (Pillow, zlib level ``compress_level``)."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
 
 
 def write_webtile(
@@ -156,6 +203,8 @@ def write_webtile(
     z_max: int,
     *,
     scratch_dir: str | None = None,
+    lut: np.ndarray | None = None,
+    compress_level: int = PNG_COMPRESS_LEVEL,
 ) -> Path:
     """Colour a band and write it as a PNG, atomically.
 
@@ -171,6 +220,10 @@ def write_webtile(
         The tile's zoom and the top zoom.
     scratch_dir : str, optional
         Write on this node-local folder first (:func:`grouputils.core.scratch.output_path`).
+    lut : ndarray of uint8, shape (256, 4), optional
+        The statistic's :func:`palette_lut` (looked up, with Matplotlib, when not given).
+    compress_level : int
+        zlib level of the PNG (0-9); only the file size and the time change, never the pixels.
 
     Returns
     -------
@@ -178,9 +231,9 @@ def write_webtile(
         ``path``.
     """
     path = Path(path)
-    image = Image.fromarray(colorize(values, statistic, z, z_max), mode="RGBA")
+    data = encode_png(colorize(values, statistic, z, z_max, lut), compress_level)
     with output_path(path, scratch_dir) as tmp:
-        image.save(tmp, format="PNG", compress_level=6)
+        tmp.write_bytes(data)
     return path
 
 
