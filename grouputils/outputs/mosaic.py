@@ -67,7 +67,8 @@ from tqdm.auto import tqdm
 from grouputils.core.atomic import atomic_path
 from grouputils.core.config import Config, Statistic
 from grouputils.core.errors import ConfigError, InputError, OutputError
-from grouputils.core.rasterize import cell_areas_m2
+from grouputils.core.raster.areas import cell_areas_m2, geographic_row_areas_m2, is_lonlat_degrees
+from grouputils.core.raster.tags import COPY_OF_TAG, RULE_TAGS, TILE_TAG, UNIT_TAG
 from grouputils.core.tiles import Tiles, tile_from_path, tile_to_str
 
 if TYPE_CHECKING:
@@ -155,17 +156,17 @@ def config_from_outputs(dir_output: str | Path, tms: str | None = None) -> Confi
         raise InputError(first, f"not a readable GeoTIFF ({e})") from None
     stats = []
     for name, tags in zip(names, band_tags):
-        if not name or "STATISTIC_WEIGHT_BY" not in tags:
+        if not name or RULE_TAGS["weight_by"] not in tags:
             raise InputError(
                 first, "bands carry no statistic names and rules; was it written by grouputils?"
             )
         stats.append(
             Statistic(
                 name=name,
-                weight_by=tags["STATISTIC_WEIGHT_BY"],
-                aggregate=tags.get("STATISTIC_AGGREGATE", "sum"),
-                resampling=tags.get("STATISTIC_RESAMPLING", "sum"),
-                unit=tags.get("UNIT", ""),
+                weight_by=tags[RULE_TAGS["weight_by"]],
+                aggregate=tags.get(RULE_TAGS["aggregate"], "sum"),
+                resampling=tags.get(RULE_TAGS["resampling"], "sum"),
+                unit=tags.get(UNIT_TAG, ""),
             )
         )
     return Config(
@@ -455,12 +456,6 @@ def _check_tile(path: Path, config: Config) -> None:
 
 
 # ============================================================================ areas
-def _authalic_q(lat_deg: np.ndarray, e: float) -> np.ndarray:
-    """The authalic function q(phi); a zone's area per radian of longitude is a^2 (q2 - q1) / 2."""
-    s = np.sin(np.radians(lat_deg))
-    return (1.0 - e * e) * (s / (1.0 - e * e * s * s) + np.arctanh(e * s) / e)
-
-
 def pixel_area_m2(mosaic: xr.DataArray) -> xr.DataArray:
     """Ground area of the mosaic's pixels on the CRS's ellipsoid, in square metres.
 
@@ -479,24 +474,15 @@ def pixel_area_m2(mosaic: xr.DataArray) -> xr.DataArray:
         authalic function ``q``. For a projected CRS: dims ``('y', 'x')``, a
         lazy Dask array chunked like the mosaic, each pixel's four corners
         projected to a Lambert azimuthal equal-area projection centred on its
-        chunk (the method of :func:`grouputils.core.rasterize.pixel_areas_m2`).
+        chunk (both from :mod:`grouputils.core.raster.areas`, as for the tiles).
         Broadcasting against the mosaic multiplies each pixel by its area.
     """
     crs = pyproj.CRS.from_user_input(mosaic.rio.crs)
     transform = mosaic.rio.transform(recalc=True)
     ny, nx = mosaic.sizes["y"], mosaic.sizes["x"]
-    if crs.is_geographic and all(ax.unit_name == "degree" for ax in crs.axis_info):
-        ell = crs.ellipsoid
-        a = ell.semi_major_metre
-        f = 1.0 / ell.inverse_flattening if ell.inverse_flattening else 0.0
-        e = math.sqrt(f * (2.0 - f))
+    if is_lonlat_degrees(crs):
         edges = transform.f + np.arange(ny + 1) * transform.e  # latitude of row edges
-        dlon = math.radians(abs(transform.a))
-        if e == 0.0:
-            zone = np.abs(np.diff(np.sin(np.radians(edges))))
-        else:
-            zone = np.abs(np.diff(_authalic_q(edges, e))) / 2.0
-        area = a * a * dlon * zone
+        area = geographic_row_areas_m2(edges, transform.a, crs)
         return xr.DataArray(
             area,
             dims=("y",),
@@ -977,8 +963,6 @@ def make_large_mosaic(
                 dst.transform = rasterio.transform.from_bounds(
                     left, bottom, right, top, dst.width, dst.height
                 )
-                dst.update_tags(
-                    GROUPUTILS_TILE=tile_to_str(new), GROUPUTILS_COPY_OF=tile_to_str(tile)
-                )
+                dst.update_tags(**{TILE_TAG: tile_to_str(new), COPY_OF_TAG: tile_to_str(tile)})
     logger.info("wrote %d tiles (%d x %d copies of %d) to %s", len(jobs), ry, rx, len(paths), dest)
     return out_config

@@ -46,7 +46,7 @@ def _profile(tile: Tile, tiles: Tiles, count: int) -> dict[str, Any]:
         transform=from_bounds(left, bottom, right, top, size, size),
         nodata=NODATA,
         compress="deflate",
-        level=6,
+        level=1,
         predictor=3,
         overviews="AUTO" if size > 512 else "NONE",
     )
@@ -87,7 +87,9 @@ def write_geotiff(
 
     Notes
     -----
-    A Cloud-Optimized GeoTIFF: float32, DEFLATE (level 6) with the
+    A Cloud-Optimized GeoTIFF: float32, DEFLATE (level 1: on these
+    float32 bands with the floating-point predictor level 6 made files only
+    0.9 % smaller and the write took 11.6 instead of 7.4 ms per real tile) with the
     floating-point predictor, 128x128 internal tiles, nodata NaN. For ``WorldCRS84Quad`` the
     file's CRS reads back as EPSG:4326: GeoTIFF has no code for OGC:CRS84,
     and GeoTIFF coordinates are always (longitude, latitude), so the two are
