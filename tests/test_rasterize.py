@@ -24,6 +24,7 @@ import pytest
 import rasterio
 import rasterio.transform
 import shapely
+from PIL import Image
 
 from grouputils.core.config import Config, Statistic
 from grouputils.core.errors import InputError, NotFinalizedError
@@ -479,6 +480,69 @@ def test_parents_of_parents_only_when_recursive(synthetic, tmp_path):
     assert tiler.tiles.tiles_in("geotiff", z=11) == []
     tiler.rasterize_vectors([tiler.tiles.path("staged", T)], make_parents=True, progress=False)
     assert tiler.tiles.tiles_in("geotiff", z=0) == [Tile(0, 0, 0)]
+
+
+def test_parents_built_in_memory_equal_parents_built_one_by_one_from_disk(real, tmp_path):
+    """Depth first with children in memory (and web tiles from those bands) gives the per-tile outputs."""
+    trees = {}
+    for how in ("disk", "memory"):
+        out = tmp_path / how
+        shutil.copytree(real.config.dir_output, out)
+        trees[how] = RasterTiler(real.config.replace(dir_output=out))
+    z13 = trees["disk"].tiles.tiles_in("geotiff", z=13)
+    by_disk, level = [], z13
+    while level[0].z > 0:
+        level = sorted({trees["disk"].tiles.get_parent_tile(t) for t in level})
+        for t in level:
+            trees["disk"].parent_geotiff(t)
+            trees["disk"].webtile(trees["disk"].tiles.path("geotiff", t))
+        by_disk += level
+    made = trees["memory"].parent_geotiffs_from_children(z13, recursive=True, webtiles=True)
+    assert sorted(made) == sorted(by_disk) and len(made) == len(set(made))
+    for t in made:
+        a = trees["disk"].tiles.path("geotiff", t)
+        b = trees["memory"].tiles.path("geotiff", t)
+        assert read_geotiff(a, real.config).tobytes() == read_geotiff(b, real.config).tobytes(), t
+        for name in real.config.statistic_names:
+            pa = trees["disk"].tiles.path("web_tiles", t, name)
+            pb = trees["memory"].tiles.path("web_tiles", t, name)
+            assert np.array_equal(np.asarray(Image.open(pa)), np.asarray(Image.open(pb))), (t, name)
+
+
+def test_resampling_is_bit_identical_to_reducing_the_assembled_2x2_blocks():
+    """Each child reduced on its own equals NumPy's sum over the 2x2 blocks of the 512x512 mosaic."""
+    from grouputils.core.rasterize import resample_children
+
+    stats = (
+        Statistic("n", weight_by="count", resampling="sum"),
+        Statistic("c", weight_by="coverage", resampling="mean"),
+        Statistic("m", weight_by="attribute", attribute="a", aggregate="mean", resampling="mean"),
+    )
+    rng = np.random.default_rng(16)
+    for trial in range(6):
+        children = []
+        for k in range(4):
+            if trial and k == trial % 4:
+                children.append(None)
+                continue
+            x = (rng.random((3, 64, 64)) * 10.0 ** rng.integers(-12, 6, (3, 64, 64))).astype("f4")
+            x[rng.random(x.shape) < 0.4] = np.nan
+            children.append(x)
+        mosaic = np.full((3, 128, 128), np.nan)
+        for k, c in enumerate(children):
+            if c is not None:
+                r, q = divmod(k, 2)
+                mosaic[:, r * 64 : (r + 1) * 64, q * 64 : (q + 1) * 64] = c
+        blocks = mosaic.reshape(3, 64, 2, 64, 2)
+        valid = ~np.isnan(blocks)
+        n = valid.sum(axis=(2, 4))
+        sums = np.where(valid, blocks, 0.0).sum(axis=(2, 4))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want = np.stack([sums[0], sums[1] / 4.0, sums[2] / n[2]])
+        want[n == 0] = np.nan
+        got = resample_children(children, stats)
+        assert got.dtype == np.float32
+        assert got.tobytes() == want.astype("f4").tobytes(), trial
 
 
 # ------------------------------------------------------------------ summary
