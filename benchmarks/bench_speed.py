@@ -36,6 +36,7 @@ GeoTIFFs' web tiles), printed as "PDG figure from issue 19".
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import io
 import resource
@@ -48,6 +49,7 @@ import time
 import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -60,6 +62,7 @@ from grouputils.core.tiles import Tile
 from grouputils.core.webtiles import colorize, encode_png
 
 REPO = Path(__file__).resolve().parents[1]
+RASTER_PACKAGE = "grouputils/core/raster"
 SAMPLES = REPO / "data-samples"
 REAL = REPO.parent / "shared" / "data" / "iwp-real" / "prudhoe_bay_WV03_20190903.gpkg"
 
@@ -77,7 +80,7 @@ def peak_rss_mb() -> float:
 def old_revision() -> str:
     """The commit before ``grouputils/core/raster/`` was added (the old raster code)."""
     added = subprocess.run(
-        ["git", "log", "--diff-filter=A", "--format=%H", "--", "grouputils/core/raster/__init__.py"],
+        ["git", "log", "--diff-filter=A", "--format=%H", "--", f"{RASTER_PACKAGE}/__init__.py"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -133,143 +136,183 @@ def levels(tiler: RasterTiler, z13: list[Tile]) -> list[list[Tile]]:
     return out
 
 
-def bench(name: str, inputs: list[Path], repeat: int, rev: str) -> dict[str, float]:
+@dataclasses.dataclass
+class Trees:
+    """One rasterized z=13 output copied three times: old code, new per tile, new in memory."""
+
+    old_rz: types.ModuleType
+    old_wt: types.ModuleType
+    old: Any  # the old RasterTiler
+    new_tile: RasterTiler
+    new_memory: RasterTiler
+    folders: dict[str, Path]
+    z13: list[Tile]
+    pyramid: list[list[Tile]]
+    held: list[tuple[Tile, np.ndarray]] = dataclasses.field(default_factory=list)
+
+
+def make_trees(inputs: list[Path], work: Path, rev: str) -> Trees:
+    """Rasterize once, copy the outputs for each contender, load the old code."""
     old_rz = load_old(rev, "grouputils/core/rasterize.py", "_old_rasterize")
     old_wt = load_old(rev, "grouputils/core/webtiles.py", "_old_webtiles")
-    with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
-        work = Path(tmp)
-        base = prepare(inputs, work)
-        z13 = [base.tiles.tile_from_path(p) for p in base.tiles.get_filenames_from_dir("geotiff")]
-        pyramid = levels(base, z13)
-        n_parents = sum(map(len, pyramid))
-        folders = {k: work / k for k in ("old", "new_tile", "new_memory")}
-        for folder in folders.values():
-            shutil.copytree(base.config.dir_output, folder)
-        tilers = {k: RasterTiler(base.config.replace(dir_output=f)) for k, f in folders.items()}
-        old = old_rz.RasterTiler(tilers["old"].config)
-        for t in tilers.values():
-            t.luts  # noqa: B018 - colour tables once per run, like the legends (Matplotlib)
+    base = prepare(inputs, work)
+    z13 = [base.tiles.tile_from_path(p) for p in base.tiles.get_filenames_from_dir("geotiff")]
+    folders = {k: work / k for k in ("old", "new_tile", "new_memory")}
+    for folder in folders.values():
+        shutil.copytree(base.config.dir_output, folder)
+    new_tile = RasterTiler(base.config.replace(dir_output=folders["new_tile"]))
+    new_memory = RasterTiler(base.config.replace(dir_output=folders["new_memory"]))
+    for t in (new_tile, new_memory):
+        t.luts  # noqa: B018 - colour tables once per run, like the legends (Matplotlib)
+    old = old_rz.RasterTiler(base.config.replace(dir_output=folders["old"]))
+    return Trees(old_rz, old_wt, old, new_tile, new_memory, folders, z13, levels(base, z13))
 
-        def old_parents() -> None:
-            for level in pyramid:
-                for tile in level:
-                    old.parent_geotiff(tile)
 
-        def new_parents_per_tile() -> None:
-            for level in pyramid:
-                for tile in level:
-                    tilers["new_tile"].parent_geotiff_bands(tile)
+def contenders(tr: Trees) -> dict[str, Callable[[], object]]:
+    """What each contender does, as a call (parents first, then web tiles)."""
+    return {**parent_contenders(tr), **web_contenders(tr)}
 
-        def new_parents_memory() -> None:
-            tilers["new_memory"].parent_geotiffs_from_children(z13, recursive=True)
 
-        def old_web_paths() -> list[Path]:
-            tiles = old.tiles
-            return list(tiles.get_filenames_from_dir("geotiff"))
+def parent_contenders(tr: Trees) -> dict[str, Callable[[], object]]:
+    """The three ways of building the parents."""
 
-        def old_web() -> None:
-            cfg = old.config
-            for path in old_web_paths():
-                tile = old.tiles.tile_from_path(path)
-                values = old_rz.read_geotiff(path, cfg)
-                for band, stat in zip(values, cfg.statistics, strict=True):
-                    dest = old.tiles.path("web_tiles", tile, statistic=stat.name)
-                    old_wt.write_webtile(dest, band, stat, tile.z, cfg.z)
+    def old_parents() -> None:
+        for level in tr.pyramid:
+            for tile in level:
+                tr.old.parent_geotiff(tile)
 
-        new_tile = tilers["new_tile"]
+    def new_parents_per_tile() -> None:
+        for level in tr.pyramid:
+            for tile in level:
+                tr.new_tile.parent_geotiff_bands(tile)
 
-        def new_web_disk() -> None:
-            for path in new_tile.tiles.get_filenames_from_dir("geotiff"):
-                new_tile.webtile(path)
+    def new_parents_memory() -> None:
+        tr.new_memory.parent_geotiffs_from_children(tr.z13, recursive=True)
 
-        held: list[tuple[Tile, np.ndarray]] = []
+    return {
+        "parents old": old_parents,
+        "parents new per tile": new_parents_per_tile,
+        "parents new in memory": new_parents_memory,
+    }
 
-        def new_web_memory() -> None:
-            for tile, values in held:
-                tilers["new_memory"].webtiles_from_bands(tile, values)
 
-        times: dict[str, list[float]] = {}
-        for _ in range(repeat):  # interleaved rounds
-            for key, func in (
-                ("parents old", old_parents),
-                ("parents new per tile", new_parents_per_tile),
-                ("parents new in memory", new_parents_memory),
-            ):
-                times.setdefault(key, []).append(cpu(func))
-            if not held:
-                mem = tilers["new_memory"]
-                held.extend(
+def web_contenders(tr: Trees) -> dict[str, Callable[[], object]]:
+    """The three ways of colouring the web tiles."""
+
+    def old_web() -> None:
+        cfg = tr.old.config
+        for path in list(tr.old.tiles.get_filenames_from_dir("geotiff")):
+            tile = tr.old.tiles.tile_from_path(path)
+            values = tr.old_rz.read_geotiff(path, cfg)
+            for band, stat in zip(values, cfg.statistics, strict=True):
+                dest = tr.old.tiles.path("web_tiles", tile, statistic=stat.name)
+                tr.old_wt.write_webtile(dest, band, stat, tile.z, cfg.z)
+
+    def new_web_disk() -> None:
+        for path in tr.new_tile.tiles.get_filenames_from_dir("geotiff"):
+            tr.new_tile.webtile(path)
+
+    def new_web_memory() -> None:
+        if not tr.held:  # the bands a parent task holds (read once, outside the clock)
+            raise RuntimeError("hold the bands first")
+        for tile, values in tr.held:
+            tr.new_memory.webtiles_from_bands(tile, values)
+
+    return {
+        "web old": old_web,
+        "web new from disk": new_web_disk,
+        "web new from memory": new_web_memory,
+    }
+
+
+def measure(tr: Trees, repeat: int) -> dict[str, float]:
+    """Median CPU seconds of each contender over ``repeat`` interleaved rounds."""
+    times: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        for key, func in contenders(tr).items():
+            if key.startswith("web") and not tr.held:
+                mem = tr.new_memory
+                tr.held.extend(
                     (mem.tiles.tile_from_path(p), read_geotiff(p, mem.config))
                     for p in mem.tiles.get_filenames_from_dir("geotiff")
                 )
-            for key, func in (
-                ("web old", old_web),
-                ("web new from disk", new_web_disk),
-                ("web new from memory", new_web_memory),
-            ):
-                times.setdefault(key, []).append(cpu(func))
-        med = {k: statistics.median(v) for k, v in times.items()}
+            times.setdefault(key, []).append(cpu(func))
+    return {k: statistics.median(v) for k, v in times.items()}
 
-        # ---- same outputs
-        same_arrays = all(
-            np.array_equal(
-                read_geotiff(old.tiles.path("geotiff", t), old.config),
-                read_geotiff(tilers[k].tiles.path("geotiff", t), old.config),
-                equal_nan=True,
-            )
-            for level in pyramid
-            for t in level
-            for k in ("new_tile", "new_memory")
+
+def same_outputs(tr: Trees) -> tuple[bool, bool]:
+    """(parent arrays bit-identical, web tiles decoding to identical pixels), old vs both new."""
+    cfg = tr.old.config
+    new = {"new_tile": tr.new_tile, "new_memory": tr.new_memory}
+    arrays = all(
+        read_geotiff(tr.old.tiles.path("geotiff", t), cfg).tobytes()
+        == read_geotiff(n.tiles.path("geotiff", t), cfg).tobytes()
+        for level in tr.pyramid
+        for t in level
+        for n in new.values()
+    )
+    old_root = tr.folders["old"]
+    pngs = [p.relative_to(old_root) for p in old_root.rglob("*.png") if p.name != "legend.png"]
+    pixels = bool(pngs) and all(
+        np.array_equal(
+            np.asarray(Image.open(old_root / r)), np.asarray(Image.open(tr.folders[k] / r))
         )
-        pngs = sorted(p.relative_to(folders["old"]) for p in folders["old"].rglob("*.png"))
-        same_pixels = all(
-            np.array_equal(
-                np.asarray(Image.open(folders["old"] / r)), np.asarray(Image.open(folders[k] / r))
-            )
-            for r in pngs
-            if "legend" not in r.name
-            for k in ("new_tile", "new_memory")
-        )
-        sizes = {k: sum(p.stat().st_size for p in f.rglob("*.png")) for k, f in folders.items()}
-        tif_sizes = {
-            k: sum(p.stat().st_size for p in (f / "geotiff").rglob("*.tif"))
-            for k, f in folders.items()
+        for r in pngs
+        for k in new
+    )
+    return arrays, pixels
+
+
+def folder_kb(folder: Path, pattern: str) -> float:
+    """Total size in kB of the files matching ``pattern`` under ``folder``."""
+    return sum(p.stat().st_size for p in folder.rglob(pattern)) / 1e3
+
+
+def bench(name: str, inputs: list[Path], repeat: int, rev: str) -> dict[str, float]:
+    """Measure, check and print one data set."""
+    with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
+        tr = make_trees(inputs, Path(tmp), rev)
+        med = measure(tr, repeat)
+        same_arrays, same_pixels = same_outputs(tr)
+        sizes = {
+            k: (folder_kb(f / "web_tiles", "*.png"), folder_kb(f / "geotiff", "*.tif"))
+            for k, f in tr.folders.items()
         }
-
-        # ---- where the time goes, per tile (ms), on the held bands
-        breakdown = time_components(old_rz, old_wt, tilers["new_memory"], held, pyramid)
-
-    n_web = len(held)
-    print(f"\n## {name}: {len(z13)} z=13 tiles, {n_parents} parents, {n_web} GeoTIFFs' web tiles")
+        breakdown = time_components(tr.old_rz, tr.old_wt, tr.new_memory, tr.held, tr.pyramid)
+    n_parents = sum(map(len, tr.pyramid))
+    print(f"\n## {name}: {len(tr.z13)} z=13 tiles, {n_parents} parents, ", end="")
+    print(f"{len(tr.held)} GeoTIFFs' web tiles")
     print(f"(CPU seconds, median of {repeat} interleaved rounds, one process)\n")
     print("| step | old code | new, as the pipeline runs it | new, arrays in memory |")
     print("|---|---|---|---|")
-    po, pt, pm = med["parents old"], med["parents new per tile"], med["parents new in memory"]
-    wo, wd, wm = med["web old"], med["web new from disk"], med["web new from memory"]
-    print(f"| parents | {po:.3f} | {pt:.3f} ({po / pt:.1f}x) | {pm:.3f} ({po / pm:.1f}x) |")
-    print(f"| web tiles | {wo:.3f} | {wd:.3f} ({wo / wd:.1f}x) | {wm:.3f} ({wo / wm:.1f}x) |")
-    print(f"| parents + their web tiles | {po + wo:.3f} | {pt + wd:.3f} ({(po + wo) / (pt + wd):.1f}x) "
-          f"| {pm + wm:.3f} ({(po + wo) / (pm + wm):.1f}x) |")
+    rows = {
+        "parents": ("parents old", "parents new per tile", "parents new in memory"),
+        "web tiles": ("web old", "web new from disk", "web new from memory"),
+    }
+    for step, (o, d, m) in rows.items():
+        print(
+            f"| {step} | {med[o]:.3f} | {med[d]:.3f} ({med[o] / med[d]:.1f}x) "
+            f"| {med[m]:.3f} ({med[o] / med[m]:.1f}x) |"
+        )
     if name == "real file":
         print()
-        for step, new_pipe, new_mem in (("web tiles", wd, wm), ("parents", pt, pm)):
+        for step, (o, d, m) in rows.items():
             pdg = PDG_REAL[step]
             print(
-                f"{step}: PDG figure from issue 19 {pdg:.2f} CPU-s -> new as the pipeline runs it "
-                f"{pdg / new_pipe:.1f}x faster, new in memory {pdg / new_mem:.1f}x faster "
-                f"(old code measured here: {pdg / (po if step == 'parents' else wo):.1f}x)"
+                f"{step}: PDG figure from issue 19 {pdg:.2f} CPU-s -> new as the pipeline runs "
+                f"it {pdg / med[d]:.1f}x faster, new in memory {pdg / med[m]:.1f}x faster "
+                f"(old code measured here: {pdg / med[o]:.1f}x)"
             )
     print(f"\nparent arrays bit-identical (old vs both new): {same_arrays}")
     print(f"web tiles decode to identical pixels (old vs both new): {same_pixels}")
-    print(
-        f"PNG bytes: old {sizes['old'] / 1e3:.0f} kB, new {sizes['new_tile'] / 1e3:.0f} kB; "
-        f"GeoTIFF bytes: old {tif_sizes['old'] / 1e3:.0f} kB, new {tif_sizes['new_tile'] / 1e3:.0f} kB"
-    )
+    (old_png, old_tif), (new_png, new_tif) = sizes["old"], sizes["new_tile"]
+    print(f"PNG: old {old_png:.0f} kB, new {new_png:.0f} kB; ", end="")
+    print(f"GeoTIFF: old {old_tif:.0f} kB, new {new_tif:.0f} kB")
     print("\nwhere the time goes, ms per tile (CPU):\n")
     print("| part | old | new |")
     print("|---|---|---|")
-    for part, (o, n) in breakdown.items():
-        print(f"| {part} | {o:.2f} | {n:.2f} |")
+    for part, (before, after) in breakdown.items():
+        print(f"| {part} | {before:.2f} | {after:.2f} |")
     print(f"\npeak RSS so far: {peak_rss_mb():.0f} MB")
     return med
 
@@ -314,7 +357,10 @@ def time_components(
             buf = io.BytesIO()
             Image.fromarray(img, mode="RGBA").save(buf, format="PNG", compress_level=6)
 
-    out["encode the PNGs of a tile"] = (per(pillow6, n), per(lambda: [encode_png(i) for i in images], n))
+    out["encode the PNGs of a tile"] = (
+        per(pillow6, n),
+        per(lambda: [encode_png(i) for i in images], n),
+    )
     bands = {t: v for t, v in held}
     parents = [t for level in pyramid for t in level]
     placed = [
@@ -334,7 +380,7 @@ def time_components(
 
 
 def _placed_children(tiler: RasterTiler, parent: Tile) -> list[Tile | None]:
-    """The children of ``parent`` in resample order (top-left, top-right, bottom-left, bottom-right)."""
+    """The children of ``parent`` in resample order (top-left, top-right, bottom-left, ...)."""
     from grouputils.core.raster.pyramid import child_quadrant
 
     order: list[Tile | None] = [None] * 4
