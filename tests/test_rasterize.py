@@ -38,7 +38,7 @@ from grouputils.core.rasterize import (
     read_geotiff,
 )
 from grouputils.core.staging import initialize_stager, read_staged_tile
-from grouputils.core.tiles import Tile
+from grouputils.core.tiles import Tile, Tiles
 
 TMS = morecantile.tms.get("WorldCRS84Quad")
 T = Tile(1419, 909, 13)  # a tile of the real Prudhoe Bay file
@@ -340,6 +340,46 @@ def test_pixel_areas_match_geodesic_areas(real):
         want = abs(geod.geometry_area_perimeter(box)[0])
         assert areas[r, c] == pytest.approx(want, rel=1e-5)
     assert areas.sum() == pytest.approx(abs(geod.geometry_area_perimeter(shapely.box(*b))[0]), rel=1e-5)
+
+
+def test_exact_lonlat_pixel_areas_agree_with_the_equal_area_shoelace():
+    """The two area methods of core/raster/areas.py agree on lon/lat pixels at any latitude (issue 16)."""
+    from grouputils.core.raster.areas import cell_areas_m2
+
+    tiles = Tiles(Config(dir_input=Path("in"), dir_output=Path("out")))
+    crs = pyproj.CRS.from_wkt(tiles.tms.crs.to_wkt())
+    for tile in (T, Tile(8191, 100, 13), Tile(4000, 4095, 13), Tile(3, 1, 3)):
+        left, bottom, right, top = tiles.bounds(tile)
+        gx, gy = np.meshgrid(np.linspace(left, right, SIZE + 1), np.linspace(top, bottom, SIZE + 1))
+        shoelace = cell_areas_m2(gx, gy, crs, centre=((left + right) / 2, (bottom + top) / 2))
+        rel = 1e-6 if tile.z == 13 else 2e-3  # corners joined by straight lines in a 45-degree tile
+        np.testing.assert_allclose(pixel_areas_m2(tile, tiles), shoelace, rtol=rel)
+
+
+def test_geotiff_tags_are_the_names_of_the_one_tag_schema(synthetic):
+    """Writer, summary, catalogue and mosaic read the same names: grouputils.core.raster.tags (issue 16)."""
+    from grouputils.core.raster import tags as schema
+
+    path = synthetic.tiles.path("geotiff", T)
+    with rasterio.open(path) as src:
+        dataset = src.tags()
+        bands = [src.tags(b) for b in range(1, src.count + 1)]
+    assert dataset[schema.TILE_TAG] == "Tile(x=1419, y=909, z=13)"
+    assert dataset[schema.TMS_TAG] == "WorldCRS84Quad"
+    assert schema.read_summary(dataset)["kind"] == "rasterized"
+    assert {k for k in dataset if k.startswith(schema.TAG_PREFIX)} <= {
+        schema.TILE_TAG,
+        schema.TMS_TAG,
+        *(schema.summary_tag(f) for f in schema.SUMMARY_FIELDS),
+    }
+    values = read_geotiff(path, synthetic.config)
+    for band, tags, stat in zip(values, bands, synthetic.config.statistics, strict=True):
+        assert set(schema.RULE_TAGS.values()) <= set(tags)
+        assert set(schema.BAND_STATISTICS.values()) <= set(tags)
+        read = schema.read_band_statistics(tags)
+        assert read["sum"] == float(np.nansum(band.astype("f8")))
+        assert read["maximum"] == float(np.nanmax(band))
+        assert tags[schema.RULE_TAGS["weight_by"]] == stat.weight_by
 
 
 def test_web_mercator_tiles_give_the_same_counts_and_covered_area(real, real_file, tmp_path):
