@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError, OutputError
+from grouputils.core.raster.tags import KIND_TAG, RULE_TAGS, read_band_statistics
 from grouputils.core.swap import replace_folder
 from grouputils.core.tiles import Tiles, tile_from_path, tile_to_str
 
@@ -68,13 +69,7 @@ __all__ = ["STAC_DIR", "catalog_path", "write_stac_catalog", "validate_stac_cata
 STAC_DIR = "stac"
 """Folder of the catalogue inside the output folder."""
 
-_STATS = {
-    "minimum": "STATISTICS_MINIMUM",
-    "maximum": "STATISTICS_MAXIMUM",
-    "mean": "STATISTICS_MEAN",
-    "stddev": "STATISTICS_STDDEV",
-    "valid_percent": "STATISTICS_VALID_PERCENT",
-}
+_STATS = ("minimum", "maximum", "mean", "stddev", "valid_percent")
 
 
 def catalog_path(config: Config) -> Path:
@@ -138,19 +133,15 @@ def _band_metadata(
         unit = (stat.unit if stat is not None else "") or tags.get("UNIT", "")
         if unit:
             band["unit"] = unit
-        stats = {}
-        for key, tag in _STATS.items():
-            if tag in tags:
-                value = float(tags[tag])
-                if np.isfinite(value):
-                    stats[key] = value
+        read = read_band_statistics(tags)
+        stats = {k: read[k] for k in _STATS if k in read and np.isfinite(read[k])}
         if stats:
             band["statistics"] = stats
-        if "STATISTICS_SUM" in tags:
-            band["grouputils:sum"] = float(tags["STATISTICS_SUM"])
-        for key in ("WEIGHT_BY", "AGGREGATE", "RESAMPLING"):
-            if f"STATISTIC_{key}" in tags:
-                band[f"grouputils:{key.lower()}"] = tags[f"STATISTIC_{key}"]
+        if "sum" in read:
+            band["grouputils:sum"] = read["sum"]
+        for field, tag in RULE_TAGS.items():
+            if tag in tags:
+                band[f"grouputils:{field}"] = tags[tag]
         out.append(band)
     return out
 
@@ -184,7 +175,7 @@ def _item(
             "created": pystac.utils.datetime_to_str(made),
             "grouputils:tms": config.tms,
             "grouputils:tile": [tile.z, tile.x, tile.y],
-            "grouputils:kind": tags.get("GROUPUTILS_KIND", "unknown"),
+            "grouputils:kind": tags.get(KIND_TAG, "unknown"),
             "grouputils:shape": shape,
         },
     )

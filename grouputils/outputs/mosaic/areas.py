@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import dask.array as da
 import numpy as np
 import pyproj
 import xarray as xr
 from affine import Affine
 
-from grouputils.core.errors import ConfigError
-from grouputils.core.rasterize import cell_areas_m2
+from grouputils.core.raster.areas import cell_areas_m2, geographic_row_areas_m2, is_lonlat_degrees
 
 __all__ = ["pixel_area_m2"]
-
-
-def _authalic_q(lat_deg: np.ndarray, e: float) -> np.ndarray:
-    """The authalic function q(phi); a zone's area per radian of longitude is a^2 (q2 - q1) / 2."""
-    s = np.sin(np.radians(lat_deg))
-    return (1.0 - e * e) * (s / (1.0 - e * e * s * s) + np.arctanh(e * s) / e)
 
 
 def pixel_area_m2(mosaic: xr.DataArray) -> xr.DataArray:
@@ -40,26 +31,15 @@ def pixel_area_m2(mosaic: xr.DataArray) -> xr.DataArray:
         authalic function ``q``. For a projected CRS: dims ``('y', 'x')``, a
         lazy Dask array chunked like the mosaic, each pixel's four corners
         projected to a Lambert azimuthal equal-area projection centred on its
-        chunk (the method of :func:`grouputils.core.rasterize.pixel_areas_m2`).
+        chunk (both from :mod:`grouputils.core.raster.areas`, as for the tiles).
         Broadcasting against the mosaic multiplies each pixel by its area.
     """
     crs = pyproj.CRS.from_user_input(mosaic.rio.crs)
     transform = mosaic.rio.transform(recalc=True)
     ny, nx = mosaic.sizes["y"], mosaic.sizes["x"]
-    if crs.is_geographic and all(ax.unit_name == "degree" for ax in crs.axis_info):
-        ell = crs.ellipsoid
-        if ell is None:
-            raise ConfigError(f"the mosaic's CRS {crs.name!r} has no ellipsoid")
-        a = ell.semi_major_metre
-        f = 1.0 / ell.inverse_flattening if ell.inverse_flattening else 0.0
-        e = math.sqrt(f * (2.0 - f))
+    if is_lonlat_degrees(crs):
         edges = transform.f + np.arange(ny + 1) * transform.e  # latitude of row edges
-        dlon = math.radians(abs(transform.a))
-        if e == 0.0:
-            zone = np.abs(np.diff(np.sin(np.radians(edges))))
-        else:
-            zone = np.abs(np.diff(_authalic_q(edges, e))) / 2.0
-        area = a * a * dlon * zone
+        area = geographic_row_areas_m2(edges, transform.a, crs)
         return xr.DataArray(
             area,
             dims=("y",),

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from grouputils.core.atomic import atomic_path
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError, OutputError
+from grouputils.core.raster.tags import COPY_OF_TAG, TILE_TAG
 from grouputils.core.tiles import Tiles, tile_from_path, tile_to_str
 from grouputils.outputs.mosaic.sources import resolve_source
 
@@ -110,7 +111,7 @@ def make_large_mosaic(
                     left, bottom, right, top, dst.width, dst.height
                 )
                 dst.update_tags(
-                    GROUPUTILS_TILE=tile_to_str(new), GROUPUTILS_COPY_OF=tile_to_str(tile)
+                    **{TILE_TAG: tile_to_str(new), COPY_OF_TAG: tile_to_str(tile)}
                 )
     logger.info("wrote %d tiles (%d x %d copies of %d) to %s", len(jobs), ry, rx, len(paths), dest)
     return out_config

@@ -9,6 +9,7 @@ from rasterio.errors import RasterioIOError
 
 from grouputils.core.config import Config, Statistic
 from grouputils.core.errors import InputError
+from grouputils.core.raster.tags import RULE_TAGS, UNIT_TAG
 from grouputils.core.tiles import Tiles, tile_from_path
 
 __all__ = ["config_from_outputs", "resolve_source"]
@@ -72,17 +73,17 @@ def config_from_outputs(dir_output: str | Path, tms: str | None = None) -> Confi
         raise InputError(first, f"not a readable GeoTIFF ({e})") from None
     stats = []
     for name, tags in zip(names, band_tags, strict=True):
-        if not name or "STATISTIC_WEIGHT_BY" not in tags:
+        if not name or RULE_TAGS["weight_by"] not in tags:
             raise InputError(
                 first, "bands carry no statistic names and rules; was it written by grouputils?"
             )
         stats.append(
             Statistic(
                 name=name,
-                weight_by=tags["STATISTIC_WEIGHT_BY"],
-                aggregate=tags.get("STATISTIC_AGGREGATE", "sum"),
-                resampling=tags.get("STATISTIC_RESAMPLING", "sum"),
-                unit=tags.get("UNIT", ""),
+                weight_by=tags[RULE_TAGS["weight_by"]],
+                aggregate=tags.get(RULE_TAGS["aggregate"], "sum"),
+                resampling=tags.get(RULE_TAGS["resampling"], "sum"),
+                unit=tags.get(UNIT_TAG, ""),
             )
         )
     return Config(
