@@ -107,9 +107,10 @@ def place_polygons(
         if polar.any():
             raise InputError(
                 path,
-                f"feature(s) with fid {_fid_list(fids, polar)} enclose or touch a pole, which the tile matrix set "
-                f"{tiles.config.tms} cannot hold (the polygon would cover every tile of the top or bottom row); "
-                "remove them or use a polar tile matrix set; nothing of the file was staged",
+                f"feature(s) with fid {_fid_list(fids, polar)} enclose or touch a pole, which the "
+                f"tile matrix set {tiles.config.tms} cannot hold (the polygon would cover every "
+                "tile of the top or bottom row); remove them or use a polar tile matrix set; "
+                "nothing of the file was staged",
             )
     pieces, shapes, parent, cx, cy, owns = split_at_antimeridian(geoms, wrap)
     _fan_guard(tiles, path, fids, local, pieces, parent, cx, cy, tms_to_ll)
@@ -177,10 +178,10 @@ def _fan_guard(tiles, path, fids, local, pieces, parent, cx, cy, tms_to_ll) -> N
         j = np.flatnonzero(too_many)[0]
         raise InputError(
             path,
-            f"feature(s) with fid {_fid_list(fids, bad)} would touch far more tiles than their size allows "
-            f"(fid {int(fids[k])}: {int(candidates[k])} tiles at z={tiles.config.z} for a polygon "
-            f"{extent[j]:.0f} m across, at most about {implied[j]:.0f} expected); check their coordinates "
-            "and CRS; nothing of the file was staged",
+            f"feature(s) with fid {_fid_list(fids, bad)} would touch far more tiles than their "
+            f"size allows (fid {int(fids[k])}: {int(candidates[k])} tiles at z={tiles.config.z} "
+            f"for a polygon {extent[j]:.0f} m across, at most about {implied[j]:.0f} expected); "
+            "check their coordinates and CRS; nothing of the file was staged",
         )
 
 
