@@ -31,7 +31,16 @@ if TYPE_CHECKING:
 
     from grouputils.core.config import Config
 
-__all__ = ["Layout", "TileKind", "TILE_EXTENSIONS", "PRIVATE_DIR"]
+__all__ = [
+    "Layout",
+    "TileKind",
+    "TILE_EXTENSIONS",
+    "PRIVATE_DIR",
+    "STATE_FILE",
+    "LOCK_FILE",
+    "RUN_LOG",
+    "PARSL_RUNINFO",
+]
 
 #: Kinds of per-tile outputs.
 TileKind = Literal["staged", "geotiff", "web_tiles"]
@@ -39,6 +48,11 @@ TileKind = Literal["staged", "geotiff", "web_tiles"]
 TILE_EXTENSIONS: dict[str, str] = {"staged": ".gpkg", "geotiff": ".tif", "web_tiles": ".png"}
 #: Name of the private folder (run state, log, lock, Parsl's run folders): never published.
 PRIVATE_DIR = ".grouputils"
+#: Names inside the private folder: the run state, the run lock, the log, Parsl's run folders.
+STATE_FILE = "state.sqlite"
+LOCK_FILE = "run.lock"
+RUN_LOG = "run.log"
+PARSL_RUNINFO = "parsl-runinfo"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,22 +183,22 @@ class Layout:
     @property
     def state_file(self) -> Path:
         """The run's state database (SQLite)."""
-        return self.private / "state.sqlite"
+        return self.private / STATE_FILE
 
     @property
     def run_log(self) -> Path:
         """The run's log file."""
-        return self.private / "run.log"
+        return self.private / RUN_LOG
 
     @property
     def run_lock(self) -> Path:
         """The lock file that keeps two runs out of one output folder."""
-        return self.private / "run.lock"
+        return self.private / LOCK_FILE
 
     @property
     def parsl_runinfo(self) -> Path:
         """Parent of Parsl's per-run folders."""
-        return self.private / "parsl-runinfo"
+        return self.private / PARSL_RUNINFO
 
     def state_files(self) -> list[Path]:
         """The state database and SQLite's write-ahead log and shared-memory files."""
