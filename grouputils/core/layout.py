@@ -3,7 +3,8 @@
 One run writes into one output folder (``Config.dir_output``)::
 
     <output>/
-        staging-parts/         parts and per-input manifests (staging's map step)
+        staging-parts/<TMS>/<z>/<x>/<y>/*.parquet   parts (staging's map step)
+        staging-parts/manifests/*.json              per-input manifests
         staged/<TMS>/<z>/<x>/<y>.gpkg
         geotiff/<TMS>/<z>/<x>/<y>.tif
         web_tiles/<statistic>/<TMS>/<z>/<x>/<y>.png
@@ -89,6 +90,19 @@ class Layout:
     def staging_parts(self) -> Path:
         """Staging parts and per-input manifests (``staging-parts/``)."""
         return self.root / "staging-parts"
+
+    @property
+    def manifests(self) -> Path:
+        """Per-input staging manifests (``staging-parts/manifests/``)."""
+        return self.staging_parts / "manifests"
+
+    def parts_root(self, z: int) -> Path:
+        """Staging parts of zoom level ``z``: ``staging-parts/<TMS>/<z>/``."""
+        return self.staging_parts / self.tms / str(z)
+
+    def parts_dir(self, tile: Tile) -> Path:
+        """Staging parts of ``tile``: ``staging-parts/<TMS>/<z>/<x>/<y>/``."""
+        return self.parts_root(tile.z) / str(tile.x) / str(tile.y)
 
     @property
     def staged(self) -> Path:

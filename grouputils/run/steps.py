@@ -102,7 +102,7 @@ def adopt_staged(stager: Any, key: Key, fingerprint: str) -> dict[str, Any] | No
     """
     import pyogrio
 
-    from grouputils.core.staging import STAGED_LAYER, staged_fingerprint
+    from grouputils.core.staging import STAGED_LAYER, duplicates_within, staged_fingerprint
 
     path = stager.tiles.path("staged", key_tile(key))
     if staged_fingerprint(path) != fingerprint:
@@ -121,7 +121,7 @@ def adopt_staged(stager: Any, key: Key, fingerprint: str) -> dict[str, Any] | No
     info = {
         "rows": len(df),
         "duplicates": int(dup.sum()),
-        "duplicates_within": int((dup & within).sum()),
+        "duplicates_within": int(duplicates_within(within, dup).sum()),
     }
     return {
         "fingerprint": fingerprint,

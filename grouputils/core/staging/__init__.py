@@ -59,6 +59,7 @@ from grouputils.core.staging.schema import (
     STAGING_COLUMNS,
     STAGING_SETTINGS,
     counted_rows,
+    duplicates_within,
 )
 from grouputils.core.staging.stager import StageResult, TileStager, initialize_stager
 
@@ -69,6 +70,7 @@ __all__ = [
     "read_staged_tile",
     "staged_fingerprint",
     "counted_rows",
+    "duplicates_within",
     "STAGING_COLUMNS",
     "STAGED_LAYER",
     "STAGING_SETTINGS",

@@ -25,7 +25,14 @@ from grouputils.core.placement import tiles_under_bounds
 from grouputils.core.scratch import output_path
 from grouputils.core.staging.io import staged_fingerprint, tms_crs, write_gpkg
 from grouputils.core.staging.parts import PartsStore
-from grouputils.core.staging.schema import FID, GTYPE, META_KEY, SOURCE, TILE_META_KEY
+from grouputils.core.staging.schema import (
+    FID,
+    GTYPE,
+    META_KEY,
+    SOURCE,
+    TILE_META_KEY,
+    duplicates_within,
+)
 from grouputils.core.tiles import Tile, tile_to_str
 
 __all__ = ["finalize_tile", "tiles_to_finalize", "staging_summary", "SUMMARY_COLUMNS"]
@@ -115,7 +122,7 @@ def finalize_tile(parts: PartsStore, tile: Tile) -> dict[str, Any]:
         "duplicates": int(flags.sum()),
         "path": dest,
         "fingerprint": fingerprint,
-        "duplicates_within": int((flags & within.astype(bool)).sum()),
+        "duplicates_within": int(duplicates_within(within, flags).sum()),
     }
 
 

@@ -35,7 +35,6 @@ from grouputils.core.tiles import Tile, Tiles, tile_xy, xy_tile
 
 __all__ = ["PartsStore", "sha"]
 
-_MANIFESTS = "manifests"
 _NEIGHBOURS = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) != (0, 0)]
 
 #: A staging manifest, as written to JSON (see :meth:`PartsStore.commit`).
@@ -61,9 +60,9 @@ class PartsStore:
     def __init__(self, config: Config, tiles: Tiles | None = None) -> None:
         self.config = config
         self.tiles = tiles if tiles is not None else Tiles(config)
-        layout = Layout.of(config)
-        self.parts_root = layout.staging_parts / config.tms / str(config.z)
-        self.manifest_dir = layout.staging_parts / _MANIFESTS
+        self.layout = Layout.of(config)
+        self.parts_root = self.layout.parts_root(config.z)
+        self.manifest_dir = self.layout.manifests
 
     # --------------------------------------------------------------- names
     def source_key(self, path: str | Path) -> str:
@@ -86,7 +85,7 @@ class PartsStore:
 
     def tile_dir(self, tile: Tile) -> Path:
         """The folder of ``tile``'s parts."""
-        return self.parts_root / str(tile.x) / str(tile.y)
+        return self.layout.parts_dir(tile)
 
     # ----------------------------------------------------------- manifests
     @staticmethod

@@ -16,6 +16,7 @@ __all__ = [
     "STAGING_SETTINGS",
     "FINALIZE_SETTINGS",
     "counted_rows",
+    "duplicates_within",
 ]
 
 #: Layer name of a staged tile's GeoPackage.
@@ -72,3 +73,12 @@ def counted_rows(within: npt.ArrayLike, duplicated: npt.ArrayLike) -> np.ndarray
         By row: counted.
     """
     return np.asarray(within, dtype=bool) & ~np.asarray(duplicated, dtype=bool)
+
+
+def duplicates_within(within: npt.ArrayLike, duplicated: npt.ArrayLike) -> np.ndarray:
+    """The rows :func:`counted_rows` leaves out as re-detections: centroid in the tile, flagged.
+
+    Over all tiles, their number is the number of duplicate detections
+    flagged (each ground polygon's later copies counted once each).
+    """
+    return np.asarray(within, dtype=bool) & np.asarray(duplicated, dtype=bool)
