@@ -2,7 +2,8 @@
 
 * :func:`choose_layer` and :func:`read_batches`: open an input GeoPackage and
   read it in Arrow batches, turning every failure into an
-  :class:`~grouputils.core.errors.InputError` that names the file.
+  :class:`~grouputils.core.errors.InputError` that names the file;
+  :func:`check_counts` refuses what was cut short or holds no polygons.
 * :func:`write_gpkg`: write a staged tile (GeoPackage 1.2, the TMS CRS, the
   parts fingerprint in the layer metadata).
 * :func:`staged_fingerprint` and :func:`read_staged_tile`: read them back,
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ import pyogrio
 import pyproj
 
 from grouputils.core.config import Config
-from grouputils.core.errors import InputError, NotFinalizedError
+from grouputils.core.errors import InputError, NotFinalizedError, RepairWarning
+from grouputils.core.input_checks import check_feature_count
 from grouputils.core.staging.parts import PartsStore
 from grouputils.core.staging.schema import GPKG_VERSION, META_KEY, STAGED_LAYER, STAGING_COLUMNS
 from grouputils.core.tiles import Tiles, tile_from_path
@@ -30,6 +33,7 @@ from grouputils.core.tiles import Tiles, tile_from_path
 __all__ = [
     "choose_layer",
     "read_batches",
+    "check_counts",
     "write_gpkg",
     "staged_fingerprint",
     "read_staged_tile",
@@ -96,6 +100,35 @@ def read_batches(
         if isinstance(e, (GeneratorExit, KeyboardInterrupt)):
             raise
         raise InputError(path, f"cannot be read ({e})") from e
+
+
+def check_counts(path: Path, layer: str, info: dict[str, Any], counts: dict[str, int]) -> None:
+    """Refuse an input that was cut short, is empty or holds no polygons; warn about repairs."""
+    check_feature_count(path, layer, info.get("features"), counts["read"])
+    if counts["read"] == 0:
+        raise InputError(path, f"layer {layer!r} has no features")
+    if counts["kept"] == 0:
+        raise InputError(
+            path, f"layer {layer!r} has no polygon geometries ({counts['dropped']} dropped)"
+        )
+    if counts["dropped"]:
+        warnings.warn(
+            f"{path}: dropped {counts['dropped']} features that are not polygons (or are empty)",
+            RepairWarning,
+            stacklevel=3,
+        )
+    if counts["repaired"]:
+        made_valid = counts["repaired"] - counts["from_collections"]
+        how = [f"{made_valid} invalid polygons with make_valid"] if made_valid else []
+        if counts["from_collections"]:
+            how.append(
+                f"{counts['from_collections']} GeometryCollections by keeping their polygonal part"
+            )
+        warnings.warn(
+            f"{path}: repaired {counts['repaired']} features: {' and '.join(how)}",
+            RepairWarning,
+            stacklevel=3,
+        )
 
 
 def write_gpkg(

@@ -32,9 +32,8 @@ from grouputils.core.errors import (
     InputError,
     MissingCRSWarning,
     OutputError,
-    RepairWarning,
 )
-from grouputils.core.input_checks import check_feature_count, check_integrity
+from grouputils.core.input_checks import check_integrity
 from grouputils.core.layout import Layout
 from grouputils.core.scratch import local_input
 from grouputils.core.staging.finalize import (
@@ -43,7 +42,7 @@ from grouputils.core.staging.finalize import (
     tiles_to_finalize,
 )
 from grouputils.core.staging.geometry import ChunkProcessor
-from grouputils.core.staging.io import choose_layer, read_batches
+from grouputils.core.staging.io import check_counts, choose_layer, read_batches
 from grouputils.core.staging.parts import Manifest, PartsStore
 from grouputils.core.staging.schema import STAGING_SETTINGS
 from grouputils.core.tiles import Tile, Tiles
@@ -207,7 +206,7 @@ class TileStager:
                         counts[k] += c[k]
                     parts = self.parts.write_parts(table, key, token, chunk_no, tiles_written)
                     written.extend(parts)
-            _check_counts(path, layer, info, counts)
+            check_counts(path, layer, info, counts)
             seconds = time.perf_counter() - t0
             manifest = {
                 "source": key,
@@ -420,35 +419,6 @@ class TileStager:
             parent = t.parent
             if parent != layout.root and parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
-
-
-def _check_counts(path: Path, layer: str, info: dict[str, Any], counts: dict[str, int]) -> None:
-    """Refuse an input that was cut short, is empty or holds no polygons; warn about repairs."""
-    check_feature_count(path, layer, info.get("features"), counts["read"])
-    if counts["read"] == 0:
-        raise InputError(path, f"layer {layer!r} has no features")
-    if counts["kept"] == 0:
-        raise InputError(
-            path, f"layer {layer!r} has no polygon geometries ({counts['dropped']} dropped)"
-        )
-    if counts["dropped"]:
-        warnings.warn(
-            f"{path}: dropped {counts['dropped']} features that are not polygons (or are empty)",
-            RepairWarning,
-            stacklevel=3,
-        )
-    if counts["repaired"]:
-        made_valid = counts["repaired"] - counts["from_collections"]
-        how = [f"{made_valid} invalid polygons with make_valid"] if made_valid else []
-        if counts["from_collections"]:
-            how.append(
-                f"{counts['from_collections']} GeometryCollections by keeping their polygonal part"
-            )
-        warnings.warn(
-            f"{path}: repaired {counts['repaired']} features: {' and '.join(how)}",
-            RepairWarning,
-            stacklevel=3,
-        )
 
 
 def initialize_stager(
