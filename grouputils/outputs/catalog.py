@@ -60,13 +60,14 @@ from tqdm.auto import tqdm
 
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError, OutputError
+from grouputils.core.layout import Layout
 from grouputils.core.raster.tags import KIND_TAG, RULE_TAGS, read_band_statistics
 from grouputils.core.swap import replace_folder
-from grouputils.core.tiles import Tiles, tile_from_path, tile_to_str
+from grouputils.core.tiles import Tiles, tile_from_path, tile_id, tile_to_str
 
 __all__ = ["STAC_DIR", "catalog_path", "write_stac_catalog", "validate_stac_catalog", "item_id"]
 
-STAC_DIR = "stac"
+STAC_DIR = Layout(Path()).stac.name
 """Folder of the catalogue inside the output folder."""
 
 _STATS = ("minimum", "maximum", "mean", "stddev", "valid_percent")
@@ -74,12 +75,12 @@ _STATS = ("minimum", "maximum", "mean", "stddev", "valid_percent")
 
 def catalog_path(config: Config) -> Path:
     """Path of the root ``catalog.json`` of ``config``'s run."""
-    return config.dir_output / STAC_DIR / "catalog.json"
+    return Layout.of(config).catalog
 
 
 def item_id(tms: str, tile: Tile) -> str:
     """STAC item id of a tile, e.g. ``'WorldCRS84Quad-13-1401-907'``."""
-    return f"{tms}-{tile.z}-{tile.x}-{tile.y}"
+    return tile_id(tms, tile)
 
 
 def _footprint(tiles: Tiles, tile: Tile) -> tuple[list[float], dict[str, Any]]:
@@ -263,7 +264,7 @@ def write_stac_catalog(
         paths = [p for p in paths if tile_from_path(p).z in wanted]
     if not paths:
         raise InputError(
-            config.dir_geotiff / config.tms,
+            Layout.of(config).tile_root("geotiff"),
             "holds no GeoTIFFs to catalogue; run the pipeline first",
         )
     by_zoom: dict[int, list[Path]] = {}
@@ -316,7 +317,7 @@ def write_stac_catalog(
         root.add_child(collection)
     bar.close()
 
-    final = config.dir_output / STAC_DIR
+    final = Layout.of(config).stac
     tmp = config.dir_output / f".{STAC_DIR}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     try:
         root.normalize_hrefs(str(final.resolve()))

@@ -30,7 +30,8 @@ from urllib.parse import quote
 
 from grouputils.core.atomic import write_text_atomic
 from grouputils.core.config import Config
-from grouputils.core.tiles import Tiles, tile_from_path
+from grouputils.core.layout import Layout
+from grouputils.core.tiles import Tiles, tile_from_path, tile_zxy
 
 __all__ = [
     "BASEMAPS",
@@ -60,8 +61,7 @@ def _available_tiles(tiles: Tiles, statistic: str) -> list[str]:
     out = []
     for p in tiles.get_filenames_from_dir("web_tiles"):
         if p.parts[-5] == statistic:  # web_tiles/<statistic>/<TMS>/<z>/<x>/<y>.png
-            t = tile_from_path(p)
-            out.append(f"{t.z}/{t.x}/{t.y}")
+            out.append(tile_zxy(tile_from_path(p)))
     return out
 
 
@@ -109,8 +109,7 @@ def write_map_page(config: Config, basemap: bool = True) -> Path:
         The page.
     """
     tiles = Tiles(config)
-    out = config.dir_output
-    assets = out / "assets" / "leaflet"
+    assets = Layout.of(config).map_assets
     src = leaflet_assets()
     assets.mkdir(parents=True, exist_ok=True)
     for name in ("leaflet.js", "leaflet.js.map", "leaflet.css"):  # leaflet.js names its source map
@@ -141,7 +140,7 @@ def write_map_page(config: Config, basemap: bool = True) -> Path:
     page = _PAGE.replace("__SPEC__", script_json(spec)).replace(
         "__TITLE__", html.escape(f"IWP tiles — {config.tms}")
     )
-    return write_text_atomic(out / "index.html", page)
+    return write_text_atomic(Layout.of(config).map_page, page)
 
 
 def script_json(value: Any) -> str:

@@ -13,6 +13,7 @@ import pandas as pd
 import shapely
 
 from grouputils.core.errors import InputError
+from grouputils.core.placement import assign_tiles
 from grouputils.teaching.synthetic.locate import sample_files
 
 if TYPE_CHECKING:
@@ -22,32 +23,9 @@ __all__ = ["summarize"]
 
 
 def _tiles_touched(geoms_lonlat: np.ndarray, tiles: Tiles, z: int) -> set[tuple[int, int]]:
-    """Tiles ``(column, row)`` at zoom ``z`` that at least one polygon intersects.
-
-    Polygons inside one tile are placed by their bounds; a polygon whose bounds
-    span a tile edge is tested against each candidate tile (vectorized).
-    """
-    bounds = shapely.bounds(geoms_lonlat)
-    c0, r_a = tiles.tile_indices(bounds[:, 0], bounds[:, 1], z)
-    c1, r_b = tiles.tile_indices(bounds[:, 2], bounds[:, 3], z)
-    r0, r1 = np.minimum(r_a, r_b), np.maximum(r_a, r_b)
-    one = (c0 == c1) & (r0 == r1)
-    multi = np.nonzero(~one)[0]
-    ncol = c1[multi] - c0[multi] + 1
-    count = ncol * (r1[multi] - r0[multi] + 1)
-    owner = np.repeat(multi, count)
-    k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    cols = c0[owner] + k % np.repeat(ncol, count)
-    rows = r0[owner] + k // np.repeat(ncol, count)
-    boxes = shapely.box(*tiles.tile_boxes(cols, rows, z).T)
-    hit = shapely.intersects(boxes, geoms_lonlat[owner])
-    pairs = np.unique(
-        np.concatenate(
-            [np.column_stack([c0[one], r0[one]]), np.column_stack([cols[hit], rows[hit]])]
-        ),
-        axis=0,
-    )
-    return set(map(tuple, pairs.tolist()))
+    """Tiles ``(column, row)`` at zoom ``z`` that at least one polygon intersects (core's assignment)."""
+    _, cols, rows, _ = assign_tiles(tiles, geoms_lonlat, z=z)
+    return set(zip(cols.tolist(), rows.tolist(), strict=True))
 
 
 def summarize(
