@@ -23,7 +23,7 @@ __all__ = ["summarize"]
 
 
 def _tiles_touched(geoms_lonlat: np.ndarray, tiles: Tiles, z: int) -> set[tuple[int, int]]:
-    """Tiles ``(column, row)`` at zoom ``z`` that at least one polygon intersects (core's assignment)."""
+    """Tiles ``(column, row)`` at zoom ``z`` that at least one polygon intersects."""
     _, cols, rows, _ = assign_tiles(tiles, geoms_lonlat, z=z)
     return set(zip(cols.tolist(), rows.tolist(), strict=True))
 
