@@ -626,7 +626,7 @@ def mosaic_totals(
     MosaicTotals
         Each chunk is read once for both totals.
     """
-    from grouputils.run.parallel import usable_cores
+    from grouputils.core.cores import usable_cores
 
     count, area = dask.compute(
         polygon_count(mosaic),
@@ -702,7 +702,7 @@ def chunk_experiment(
     """
     from dask.diagnostics import Profiler
 
-    from grouputils.teaching.profiling import profile_resources
+    from grouputils.run.monitor import profile_resources
 
     if isinstance(source, xr.DataArray):
         z = int(source.attrs["z"]) if z is None else z
@@ -710,7 +710,7 @@ def chunk_experiment(
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
     if workers is None:
-        from grouputils.run.parallel import usable_cores
+        from grouputils.core.cores import usable_cores
 
         workers = sorted({1, usable_cores()})
     workers = [int(w) for w in workers]
