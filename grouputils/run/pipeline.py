@@ -88,7 +88,7 @@ log = logging.getLogger(__name__)
 
 Executor = Literal["serial", "local", "slurm"]
 #: Modules every worker imports before the run's clock starts for the steps.
-WARM_MODULES = ("grouputils.core.rasterize", "grouputils.core.staging")
+WARM_MODULES = ("grouputils.core.rasterize", "grouputils.core.staging", "grouputils.run.steps")
 MANIFEST = "run-manifest.json"  # the state file replaced it; removed when found
 SUMMARY = "run-summary.json"
 #: The run's private folder inside the output folder: Parsl's run folder (with its

@@ -223,7 +223,8 @@ def sweep_workers(
             parsl_config=functools.partial(
                 local_config, w, run_dir=folder, config=config, allow_more=True
             ),
-            warm_modules=(module,) if module else (),
+            # the work's module, and this one, which holds the timing wrapper of each task
+            warm_modules=(module, __name__) if module else (__name__,),
             warm_hold_s=0.1,
             progress=False,
         )
