@@ -161,7 +161,7 @@ def sweep_workers(
     ----------
     func : callable
         Called with one item; importable from an installed module (see
-        :func:`grouputils.run.parallel.parallel_map`). Its return value is discarded.
+        :func:`grouputils.run.executors.parallel_map`). Its return value is discarded.
     items : iterable
         The work items, read once.
     workers : sequence of int, optional
