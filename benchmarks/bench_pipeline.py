@@ -19,13 +19,13 @@ Bars (issue 7): the shipped samples end to end (start-up included) under
 
 The machine is shared: other jobs steal CPU, so efficiencies below 100 %
 may be the neighbours' doing. The ``others busy`` row (mean cores used by
-processes outside this run, from :func:`grouputils.teaching.profiling.profile_resources`)
+processes outside this run, from :func:`grouputils.run.monitor.profile_resources`)
 says how much.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_pipeline.py                # shipped samples
-    .venv/bin/python benchmarks/bench_pipeline.py --course       # --scale course data (generated once)
+    .venv/bin/python benchmarks/bench_pipeline.py --course   # --scale course data (made once)
     .venv/bin/python benchmarks/bench_pipeline.py --workers 1 2 4 --serial
 """
 
@@ -45,10 +45,10 @@ from pathlib import Path
 
 import psutil
 
-from grouputils.teaching import samples
 from grouputils.core.config import Config
+from grouputils.run.monitor import profile_resources
 from grouputils.run.pipeline import run_pipeline
-from grouputils.teaching.profiling import profile_resources
+from grouputils.teaching import samples
 
 STEPS = ("stage", "finalize", "rasterize z=13", "parents", "web tiles")
 BAR_WALL_S = 60.0
@@ -58,7 +58,7 @@ BAR_STEPS = ("stage", "finalize", "rasterize z=13")
 
 
 class WorkerMemory:
-    """Peak RSS of every Parsl worker process whose pool runs from ``run_dir``, sampled in a thread."""
+    """Peak RSS of every Parsl worker whose pool runs from ``run_dir``, sampled in a thread."""
 
     def __init__(self, run_dir: Path, interval: float = 0.2) -> None:
         self.run_dir = str(run_dir.resolve())
@@ -69,7 +69,7 @@ class WorkerMemory:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._pools: list[psutil.Process] = []
 
-    def __enter__(self) -> "WorkerMemory":
+    def __enter__(self) -> WorkerMemory:
         self._thread.start()
         return self
 
@@ -86,7 +86,7 @@ class WorkerMemory:
 
     @staticmethod
     def _is_worker(proc: psutil.Process) -> bool:
-        """A pool's child is a worker if it holds its ``worker_<n>.log`` open (not a helper process)."""
+        """A pool's child is a worker if it holds its ``worker_<n>.log`` open (not a helper)."""
         try:
             return any(Path(f.path).name.startswith("worker_") for f in proc.open_files())
         except psutil.Error:
@@ -149,12 +149,18 @@ def course_data(folder: Path) -> Path:
     ok = meta.exists() and len(list(folder.glob("*.gpkg"))) == 11
     if ok:
         info = json.loads(meta.read_text())
-        ok = info.get("scale", {}).get("name") == "course" and info.get("seed") == samples.DEFAULT_SEED
+        ok = (
+            info.get("scale", {}).get("name") == "course"
+            and info.get("seed") == samples.DEFAULT_SEED
+        )
     if not ok:
         print(f"generating course-scale data in {folder} (about a minute) ...", flush=True)
         # in a child process: generating here would leave this process's peak
         # memory (reported below as the main process's) at the generator's
-        subprocess.run([sys.executable, "-m", "grouputils", "sample", str(folder), "--scale", "course"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "grouputils", "sample", str(folder), "--scale", "course"],
+            check=True,
+        )
     return folder
 
 
@@ -162,10 +168,15 @@ def one_run(inputs: Path, out: Path, executor: str, workers: int) -> dict:
     config = Config(dir_input=inputs, dir_output=out)
     t0 = time.perf_counter()
     run_dir = out / "parsl-runinfo"
-    with warnings.catch_warnings(), WorkerMemory(run_dir) as mem, \
-            profile_resources(0.5, parsl_run_dirs=[run_dir.resolve()]) as prof:
+    with (
+        warnings.catch_warnings(),
+        WorkerMemory(run_dir) as mem,
+        profile_resources(0.5, parsl_run_dirs=[run_dir.resolve()]) as prof,
+    ):
         warnings.simplefilter("ignore")
-        report = run_pipeline(config, executor=executor, workers=workers, force=True, progress=False)
+        report = run_pipeline(
+            config, executor=executor, workers=workers, force=True, progress=False
+        )
     wall = time.perf_counter() - t0
     busy = prof.summary()
     if not report.ok:
@@ -178,7 +189,9 @@ def one_run(inputs: Path, out: Path, executor: str, workers: int) -> dict:
         again = run_pipeline(config, executor=executor, workers=workers, progress=False)
     rerun = time.perf_counter() - t1
     if not again.ok or any(st.done for st in again.steps):
-        raise SystemExit(f"the no-op rerun redid work: {[(st.name, st.done) for st in again.steps]}")
+        raise SystemExit(
+            f"the no-op rerun redid work: {[(st.name, st.done) for st in again.steps]}"
+        )
     return {
         "rerun_s": rerun,
         "label": f"{executor}-{workers}",
@@ -198,21 +211,32 @@ def one_run(inputs: Path, out: Path, executor: str, workers: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--course", action="store_true", help="run on --scale course data instead of the samples")
     ap.add_argument(
-        "--course-dir", type=Path, default=Path(tempfile.gettempdir()) / "grouputils-course-data",
+        "--course", action="store_true", help="run on --scale course data instead of the samples"
+    )
+    ap.add_argument(
+        "--course-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "grouputils-course-data",
         help="cache folder of the course-scale data (generated once)",
     )
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)")
+    ap.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)"
+    )
     ap.add_argument("--serial", action="store_true", help="also run with --executor serial")
-    ap.add_argument("--out", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument(
+        "--out", type=Path, default=None, help="scratch folder (default: a temporary one)"
+    )
     args = ap.parse_args(argv)
 
     inputs = course_data(args.course_dir) if args.course else samples.sample_dir()
     size_mb = sum(p.stat().st_size for p in inputs.glob("*.gpkg")) / 1e6
     scratch = Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir=args.out))
-    print(f"data: {inputs} ({size_mb:.0f} MB); machine: {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f} (shared with other jobs)", flush=True)
+    print(
+        f"data: {inputs} ({size_mb:.0f} MB); machine: {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f} (shared with other jobs)",
+        flush=True,
+    )
     top = max(args.workers)
     ceiling_before = cpu_ceiling(top) if top > 1 else None
     runs = []
@@ -226,60 +250,87 @@ def main(argv: list[str] | None = None) -> int:
 
     base = next((r for r in runs if r["label"] == "local-1"), None)
     print()
-    print(f"{'step':16s}" + "".join(f"{r['label']:>12s}" for r in runs)
-          + "".join(f"{'eff@' + str(r['workers']):>9s}" for r in runs if r["label"].startswith("local") and r["workers"] > 1))
+    print(
+        f"{'step':16s}"
+        + "".join(f"{r['label']:>12s}" for r in runs)
+        + "".join(
+            f"{'eff@' + str(r['workers']):>9s}"
+            for r in runs
+            if r["label"].startswith("local") and r["workers"] > 1
+        )
+    )
     rows = list(STEPS) + ["sum of steps"]
     for name in rows:
-        vals = [sum(r["steps"].values()) if name == "sum of steps" else r["steps"][name] for r in runs]
+        vals = [
+            sum(r["steps"].values()) if name == "sum of steps" else r["steps"][name] for r in runs
+        ]
         line = f"{name:16s}" + "".join(f"{v:11.2f}s" for v in vals)
         if base is not None:
             t1 = sum(base["steps"].values()) if name == "sum of steps" else base["steps"][name]
-            for r, v in zip(runs, vals):
+            for r, v in zip(runs, vals, strict=True):
                 if r["label"].startswith("local") and r["workers"] > 1:
                     line += f"{100 * t1 / (r['workers'] * v):8.0f}%"
         print(line)
     print(f"{'start-up':16s}" + "".join(f"{r['startup_s']:11.2f}s" for r in runs))
     print(f"{'end to end':16s}" + "".join(f"{r['wall_s']:11.2f}s" for r in runs))
     print(f"{'no-op rerun':16s}" + "".join(f"{r['rerun_s']:11.2f}s" for r in runs))
-    print(f"{'rerun / full':16s}" + "".join(f"{100 * r['rerun_s'] / r['wall_s']:11.1f}%" for r in runs))
+    print(
+        f"{'rerun / full':16s}"
+        + "".join(f"{100 * r['rerun_s'] / r['wall_s']:11.1f}%" for r in runs)
+    )
     print(f"{'tasks (items)':16s}" + "".join(f"{sum(r['tasks'].values()):12d}" for r in runs))
     print(f"{'cores used':16s}" + "".join(f"{r['our_cores']:12.2f}" for r in runs))
-    print(f"{'others busy':16s}" + "".join(f"{r['other_cores']:12.2f}" for r in runs)
-          + "   (cores used by other jobs meanwhile)")
+    print(
+        f"{'others busy':16s}"
+        + "".join(f"{r['other_cores']:12.2f}" for r in runs)
+        + "   (cores used by other jobs meanwhile)"
+    )
     print()
     print("peak memory")
     for r in runs:
         workers = ", ".join(f"{m:.0f}" for m in r["worker_peak_mb"]) or "-"
-        print(f"  {r['label']:10s} main {r['main_peak_mb']:6.0f} MB; each worker: {workers} MB; "
-              f"whole tree {r['tree_peak_mb']:.0f} MB")
+        print(
+            f"  {r['label']:10s} main {r['main_peak_mb']:6.0f} MB; each worker: {workers} MB; "
+            f"whole tree {r['tree_peak_mb']:.0f} MB"
+        )
 
     if ceiling_before is not None:
         after = cpu_ceiling(top)
-        print(f"\nmachine check: pure-CPU work at {top} processes ran {ceiling_before:.2f}x (before) and "
-              f"{after:.2f}x (after) faster than at 1 process (ideal {top}x); the pipeline cannot beat that")
+        print(
+            f"\nmachine check: pure-CPU work at {top} processes ran {ceiling_before:.2f}x "
+            f"(before) and {after:.2f}x (after) faster than at 1 process (ideal {top}x); "
+            "the pipeline cannot beat that"
+        )
     print()
     verdicts = []
     two = next((r for r in runs if r["label"] == "local-2"), None)
     if two is not None and not args.course:
         ok = two["wall_s"] < BAR_WALL_S
         verdicts.append(ok)
-        print(f"bar: samples end to end at 2 workers {two['wall_s']:.1f} s < {BAR_WALL_S:.0f} s: "
-              f"{'PASS' if ok else 'FAIL'}")
+        print(
+            f"bar: samples end to end at 2 workers {two['wall_s']:.1f} s < {BAR_WALL_S:.0f} s: "
+            f"{'PASS' if ok else 'FAIL'}"
+        )
     if two is not None and base is not None and args.course:
         for name in BAR_STEPS:
             eff = base["steps"][name] / (2 * two["steps"][name])
             ok = eff >= BAR_EFFICIENCY
             verdicts.append(ok)
-            print(f"bar: course {name} efficiency at 2 workers {100 * eff:.0f} % >= "
-                  f"{100 * BAR_EFFICIENCY:.0f} %: {'PASS' if ok else 'FAIL'}")
+            print(
+                f"bar: course {name} efficiency at 2 workers {100 * eff:.0f} % >= "
+                f"{100 * BAR_EFFICIENCY:.0f} %: {'PASS' if ok else 'FAIL'}"
+            )
         stage = sum(base["steps"][n] for n in ("stage", "finalize"))
         stage2 = sum(two["steps"][n] for n in ("stage", "finalize"))
         print(f"     (stage + finalize together: {100 * stage / (2 * stage2):.0f} %)")
     for r in runs:
         ratio = r["rerun_s"] / r["wall_s"]
         verdicts.append(ratio <= BAR_RERUN)
-        print(f"bar: no-op rerun {r['label']} {r['rerun_s']:.2f} s = {100 * ratio:.1f} % of the full run "
-              f"<= {100 * BAR_RERUN:.0f} %: {'PASS' if ratio <= BAR_RERUN else 'FAIL'}")
+        print(
+            f"bar: no-op rerun {r['label']} {r['rerun_s']:.2f} s = {100 * ratio:.1f} % "
+            "of the full run "
+            f"<= {100 * BAR_RERUN:.0f} %: {'PASS' if ratio <= BAR_RERUN else 'FAIL'}"
+        )
     print(f"load average now {os.getloadavg()[0]:.1f}")
     return 0 if all(verdicts) else 1
 

@@ -39,8 +39,13 @@ from pathlib import Path
 
 import parsl
 
-from grouputils.run.parallel import DEFAULT_TASK_OVERHEAD_S, local_config, parallel_map, usable_cores
-from grouputils.teaching.profiling import classify_bound, profile_resources, sweep_workers
+from grouputils.core.cores import usable_cores
+from grouputils.run.batches import DEFAULT_TASK_OVERHEAD_S
+from grouputils.run.executors import parallel_map
+from grouputils.run.monitor import profile_resources
+from grouputils.run.parsl_config import local_config
+from grouputils.teaching.sweeps import sweep_workers
+from grouputils.teaching.verdict import classify_bound
 
 
 def cpu_work(n: int = 40) -> None:
@@ -94,18 +99,41 @@ def parsl_startup_and_overhead(run_dir: Path, n_tasks: int) -> dict[str, float]:
         parallel_map(abs, range(n_tasks), progress=False)
         per_task = (time.perf_counter() - t1) / n_tasks
         t2 = time.perf_counter()
-    return {"first_result_after_load_s": first, "cleanup_s": time.perf_counter() - t2,
-            "per_task_overhead_s": per_task, "n_tasks": n_tasks,
-            "default_task_overhead_s": DEFAULT_TASK_OVERHEAD_S}
+    return {
+        "first_result_after_load_s": first,
+        "cleanup_s": time.perf_counter() - t2,
+        "per_task_overhead_s": per_task,
+        "n_tasks": n_tasks,
+        "default_task_overhead_s": DEFAULT_TASK_OVERHEAD_S,
+    }
 
 
 def parsl_speedup(run_dir: Path, n_tasks: int) -> dict[str, object]:
-    sweep = sweep_workers(math.factorial, [60000] * n_tasks, workers=[1, 2], executor="parsl",
-                          run_dir=run_dir, progress=False)
-    cols = ["workers", "wall_s", "startup_s", "speedup", "efficiency", "task_s_mean",
-            "task_cpu_ratio", "task_queue_ratio", "busy_fraction", "cpu_util", "other_cpu_cores"]
-    return {"table": sweep.table[cols].round(4).to_dict(orient="records"),
-            "verdict": str(classify_bound(sweep))}
+    sweep = sweep_workers(
+        math.factorial,
+        [60000] * n_tasks,
+        workers=[1, 2],
+        executor="parsl",
+        run_dir=run_dir,
+        progress=False,
+    )
+    cols = [
+        "workers",
+        "wall_s",
+        "startup_s",
+        "speedup",
+        "efficiency",
+        "task_s_mean",
+        "task_cpu_ratio",
+        "task_queue_ratio",
+        "busy_fraction",
+        "cpu_util",
+        "other_cpu_cores",
+    ]
+    return {
+        "table": sweep.table[cols].round(4).to_dict(orient="records"),
+        "verdict": str(classify_bound(sweep)),
+    }
 
 
 def engine_sweeps(tmp: Path) -> dict[str, object]:
@@ -118,16 +146,32 @@ def engine_sweeps(tmp: Path) -> dict[str, object]:
     stager = initialize_stager(sample_dir(), tmp / "engine")
     inputs = stager.tiles.get_filenames_from_dir("input")
     out: dict[str, object] = {}
-    sweep = sweep_workers(stager.stage, inputs, workers=[1, 2], run_dir=tmp / "run-stage", progress=False)
-    out["staging"] = (sweep.table[["workers", "wall_s", "startup_s", "speedup", "efficiency"]]
-                      .round(3).to_dict(orient="records"), str(classify_bound(sweep)))
+    sweep = sweep_workers(
+        stager.stage, inputs, workers=[1, 2], run_dir=tmp / "run-stage", progress=False
+    )
+    out["staging"] = (
+        sweep.table[["workers", "wall_s", "startup_s", "speedup", "efficiency"]]
+        .round(3)
+        .to_dict(orient="records"),
+        str(classify_bound(sweep)),
+    )
     stager.finalize(progress=False)
     rasterizer = initialize_rasterizer(sample_dir(), tmp / "engine")
     staged = rasterizer.tiles.get_filenames_from_dir("staged")
-    sweep = sweep_workers(rasterizer.rasterize_vector, staged, workers=[1, 2], batch_size=4,
-                          run_dir=tmp / "run-raster", progress=False)
-    out["rasterization"] = (sweep.table[["workers", "wall_s", "startup_s", "speedup", "efficiency"]]
-                            .round(3).to_dict(orient="records"), str(classify_bound(sweep)))
+    sweep = sweep_workers(
+        rasterizer.rasterize_vector,
+        staged,
+        workers=[1, 2],
+        batch_size=4,
+        run_dir=tmp / "run-raster",
+        progress=False,
+    )
+    out["rasterization"] = (
+        sweep.table[["workers", "wall_s", "startup_s", "speedup", "efficiency"]]
+        .round(3)
+        .to_dict(orient="records"),
+        str(classify_bound(sweep)),
+    )
     return out
 
 
@@ -149,32 +193,44 @@ def main() -> None:
         results["engine"] = engine_sweeps(tmp_path)
     results["load_after"] = os.getloadavg()
 
-    print(f"usable cores: {results['usable_cores']}; load average before "
-          f"{results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}")
+    print(
+        f"usable cores: {results['usable_cores']}; load average before "
+        f"{results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}"
+    )
     for o in results["overhead"]:
-        print(f"profile_resources(interval={o['interval_s']}) overhead: median ratio "
-              f"{o['ratio_median']:.3f} (range {o['ratio_min']:.3f}-{o['ratio_max']:.3f}; "
-              f"{o['plain_s_median']:.3f} s unprofiled, {args.repeat} interleaved pairs)")
+        print(
+            f"profile_resources(interval={o['interval_s']}) overhead: median ratio "
+            f"{o['ratio_median']:.3f} (range {o['ratio_min']:.3f}-{o['ratio_max']:.3f}; "
+            f"{o['plain_s_median']:.3f} s unprofiled, {args.repeat} interleaved pairs)"
+        )
     sc = results["sample_cost"]
-    print(f"one sample costs {sc['cpu_ms_per_sample']:.2f} ms CPU ({sc['samples']} samples at "
-          f"{sc['interval_s']} s)")
+    print(
+        f"one sample costs {sc['cpu_ms_per_sample']:.2f} ms CPU ({sc['samples']} samples at "
+        f"{sc['interval_s']} s)"
+    )
     p = results["parsl"]
-    print(f"parsl local: first result {p['first_result_after_load_s']:.2f} s after load(); "
-          f"cleanup {p['cleanup_s']:.2f} s; per-task overhead "
-          f"{1000 * p['per_task_overhead_s']:.2f} ms "
-          f"({p['n_tasks']} no-op tasks, 1 warm worker; default assumed "
-          f"{1000 * p['default_task_overhead_s']:.1f} ms)")
+    print(
+        f"parsl local: first result {p['first_result_after_load_s']:.2f} s after load(); "
+        f"cleanup {p['cleanup_s']:.2f} s; per-task overhead "
+        f"{1000 * p['per_task_overhead_s']:.2f} ms "
+        f"({p['n_tasks']} no-op tasks, 1 warm worker; default assumed "
+        f"{1000 * p['default_task_overhead_s']:.1f} ms)"
+    )
     for row in results["speedup"]["table"]:
-        print(f"parsl {row['workers']} worker(s): {row['wall_s']:.2f} s work, start-up "
-              f"{row['startup_s']:.2f} s (excluded), speed-up {row['speedup']:.2f}, efficiency "
-              f"{row['efficiency']:.2f}, task CPU ratio {row['task_cpu_ratio']:.2f}, queued "
-              f"{row['task_queue_ratio']:.2f}, other processes {row['other_cpu_cores']:.2f} cores")
+        print(
+            f"parsl {row['workers']} worker(s): {row['wall_s']:.2f} s work, start-up "
+            f"{row['startup_s']:.2f} s (excluded), speed-up {row['speedup']:.2f}, efficiency "
+            f"{row['efficiency']:.2f}, task CPU ratio {row['task_cpu_ratio']:.2f}, queued "
+            f"{row['task_queue_ratio']:.2f}, other processes {row['other_cpu_cores']:.2f} cores"
+        )
     print(f"verdict: {results['speedup']['verdict']}")
     for step, (rows, verdict) in results["engine"].items():
         for row in rows:
-            print(f"{step} of the shipped samples, {row['workers']} worker(s): {row['wall_s']:.2f} s "
-                  f"(start-up {row['startup_s']:.2f} s excluded), speed-up {row['speedup']:.2f}, "
-                  f"efficiency {row['efficiency']:.2f}")
+            print(
+                f"{step} of the shipped samples, {row['workers']} worker(s): {row['wall_s']:.2f} s "
+                f"(start-up {row['startup_s']:.2f} s excluded), speed-up {row['speedup']:.2f}, "
+                f"efficiency {row['efficiency']:.2f}"
+            )
         print(f"{step} verdict: {verdict}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -18,37 +18,19 @@ _LAZY = {
         ("ConfigError", "InputError", "NotFinalizedError", "OutputError"), "grouputils.core.errors"
     ),
     **dict.fromkeys(
-        (
-            "TaskError",
-            "WorkerCapWarning",
-            "choose_batch_size",
-            "clamp_workers",
-            "core_limits",
-            "local_config",
-            "make_batch",
-            "parallel_map",
-            "serial_map",
-            "slurm_config",
-            "usable_cores",
-        ),
-        "grouputils.run.parallel",
+        ("WorkerCapWarning", "clamp_workers", "core_limits", "usable_cores"),
+        "grouputils.core.cores",
     ),
+    **dict.fromkeys(("choose_batch_size", "make_batch"), "grouputils.run.batches"),
+    **dict.fromkeys(("TaskError", "parallel_map", "serial_map"), "grouputils.run.executors"),
+    **dict.fromkeys(("local_config", "slurm_config"), "grouputils.run.parsl_config"),
+    **dict.fromkeys(("Profiled", "ResourceProfile", "profile_resources"), "grouputils.run.monitor"),
     **dict.fromkeys(
         ("BasemapWarning", "plot_profile", "plot_sweep", "plot_tiles"),
         "grouputils.teaching.plotting",
     ),
-    **dict.fromkeys(
-        (
-            "Profiled",
-            "ResourceProfile",
-            "SweepResult",
-            "Verdict",
-            "classify_bound",
-            "profile_resources",
-            "sweep_workers",
-        ),
-        "grouputils.teaching.profiling",
-    ),
+    **dict.fromkeys(("SweepResult", "sweep_workers"), "grouputils.teaching.sweeps"),
+    **dict.fromkeys(("Verdict", "classify_bound"), "grouputils.teaching.verdict"),
     **dict.fromkeys(("RasterTiler", "initialize_rasterizer"), "grouputils.core.rasterize"),
     **dict.fromkeys(
         ("generate_dataset", "sample_dir", "sample_files"), "grouputils.teaching.samples"
@@ -68,34 +50,24 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from grouputils.core.rasterize import RasterTiler, initialize_rasterizer  # noqa: F401
     from grouputils.core.staging import StageResult, TileStager, initialize_stager  # noqa: F401
     from grouputils.core.tiles import Tile, Tiles  # noqa: F401
-    from grouputils.run.parallel import (  # noqa: F401
-        TaskError,
+    from grouputils.core.cores import (  # noqa: F401
         WorkerCapWarning,
-        choose_batch_size,
         clamp_workers,
         core_limits,
-        local_config,
-        make_batch,
-        parallel_map,
-        serial_map,
-        slurm_config,
         usable_cores,
     )
+    from grouputils.run.batches import choose_batch_size, make_batch  # noqa: F401
+    from grouputils.run.executors import TaskError, parallel_map, serial_map  # noqa: F401
+    from grouputils.run.monitor import Profiled, ResourceProfile, profile_resources  # noqa: F401
+    from grouputils.run.parsl_config import local_config, slurm_config  # noqa: F401
     from grouputils.teaching.plotting import (  # noqa: F401
         BasemapWarning,
         plot_profile,
         plot_sweep,
         plot_tiles,
     )
-    from grouputils.teaching.profiling import (  # noqa: F401
-        Profiled,
-        ResourceProfile,
-        SweepResult,
-        Verdict,
-        classify_bound,
-        profile_resources,
-        sweep_workers,
-    )
+    from grouputils.teaching.sweeps import SweepResult, sweep_workers  # noqa: F401
+    from grouputils.teaching.verdict import Verdict, classify_bound  # noqa: F401
     from grouputils.teaching.samples import generate_dataset, sample_dir, sample_files  # noqa: F401
 
 

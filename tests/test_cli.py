@@ -16,7 +16,7 @@ from typing import Any
 import parsl
 import pytest
 
-import grouputils.run.parallel
+import grouputils.run.parsl_config
 from grouputils import cli
 
 #: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
@@ -89,14 +89,14 @@ def test_a_bad_worker_count_is_a_usage_error(one_input, tmp_path, capsys, worker
 
 # -------------------------------------------------------------------- SLURM
 class _Stop(Exception):
-    """Raised by the fake ``parsl.load``: the configuration was captured; go no further."""
+    """Raised by the fake Parsl loader: the configuration was captured; go no further."""
 
 
 @pytest.fixture
 def captured(monkeypatch) -> dict[str, Any]:
-    """Record slurm_config's arguments and the Parsl config handed to parsl.load."""
+    """Record slurm_config's arguments and the Parsl config the run's executor loads."""
     seen: dict[str, Any] = {}
-    real = grouputils.run.parallel.slurm_config
+    real = grouputils.run.parsl_config.slurm_config
 
     @functools.wraps(real)
     def spy(*args: Any, **kwargs: Any):
@@ -107,8 +107,9 @@ def captured(monkeypatch) -> dict[str, Any]:
         seen["parsl_config"] = config
         raise _Stop
 
-    monkeypatch.setattr(grouputils.run.parallel, "slurm_config", spy)
-    monkeypatch.setattr(parsl, "load", fake_load)
+    monkeypatch.setattr(grouputils.run.parsl_config, "slurm_config", spy)
+    # the run's executor loads its configuration into a DataFlowKernel of its own
+    monkeypatch.setattr(parsl.dataflow.dflow, "DataFlowKernel", fake_load)
     return seen
 
 

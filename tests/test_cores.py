@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import psutil
 import pytest
 
 from grouputils.core import cores
@@ -87,8 +88,49 @@ def test_fair_share_is_an_eighth_of_a_shared_machine() -> None:
     assert [fair_share(n) for n in (1, 16, 17, 64, 88, 256)] == [None, None, 2, 8, 11, 32]
 
 
-def test_parallel_usable_cores_is_the_same_rule() -> None:
-    from grouputils.run import parallel
+def test_the_package_usable_cores_is_the_same_rule() -> None:
+    import grouputils
 
-    assert parallel.usable_cores() == cores.usable_cores()
-    assert parallel.core_limits() == cores.core_limits()
+    assert grouputils.usable_cores() == cores.usable_cores()
+    assert grouputils.core_limits() == cores.core_limits()
+
+
+def _memory_tree(tmp_path: Path, files: dict[str, str], membership: str) -> tuple[Path, Path]:
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    root.mkdir(exist_ok=True)
+    proc = tmp_path / "proc-cgroup"
+    proc.write_text(membership)
+    return root, proc
+
+
+def test_cgroup_v2_memory_limit_is_the_smallest_of_the_cgroup_and_its_ancestors(tmp_path: Path) -> None:
+    root, proc = _memory_tree(
+        tmp_path,
+        {"user.slice/memory.max": "4000000000\n", "user.slice/me/memory.max": "max\n"},
+        "0::/user.slice/me\n",
+    )
+    assert cores.cgroup_memory_limit(root, proc) == 4_000_000_000
+
+
+def test_cgroup_v1_memory_limit_and_its_no_limit_value(tmp_path: Path) -> None:
+    root, proc = _memory_tree(
+        tmp_path,
+        {"memory/docker/abc/memory.limit_in_bytes": "2147483648\n", "cpu/cpu.cfs_quota_us": "-1"},
+        "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n",
+    )
+    assert cores.cgroup_memory_limit(root, proc) == 2**31
+    (root / "memory/docker/abc/memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert cores.cgroup_memory_limit(root, proc) is None  # v1's "no limit"
+    assert cores.cgroup_memory_limit(root, tmp_path / "missing") is None
+
+
+def test_the_profile_memory_is_capped_by_the_cgroup_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from grouputils.run import monitor
+
+    monkeypatch.setattr(monitor, "cgroup_memory_limit", lambda: 123_456_789)
+    assert monitor.memory_limit_bytes() == 123_456_789
+    monkeypatch.setattr(monitor, "cgroup_memory_limit", lambda: None)
+    assert monitor.memory_limit_bytes() == psutil.virtual_memory().total

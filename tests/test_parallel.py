@@ -7,6 +7,7 @@ name, and a function defined in this test module is not importable there.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -14,6 +15,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import parsl
@@ -25,23 +27,18 @@ from parsl.providers import LocalProvider, SlurmProvider
 
 from grouputils.core.config import Config
 from grouputils.core.errors import ConfigError
-from grouputils.run.parallel import (
+from grouputils.core.cores import WorkerCapWarning, clamp_workers, core_limits, usable_cores
+from grouputils.core.cores import cgroup_cpu_limit as _cgroup_cpu_limit
+from grouputils.run.batches import (
     DEFAULT_TASK_OVERHEAD_S,
     MIN_TASKS_PER_WORKER,
     OVERHEAD_FACTOR,
-    TaskError,
-    WorkerCapWarning,
-    _cgroup_cpu_limit,
     choose_batch_size,
-    clamp_workers,
-    core_limits,
-    local_config,
     make_batch,
-    parallel_map,
-    serial_map,
-    slurm_config,
-    usable_cores,
 )
+from grouputils.run.executors import Executor, TaskError, parallel_map, serial_map
+from grouputils.run.failures import Failure
+from grouputils.run.parsl_config import local_config, slurm_config
 
 ENV = "GROUPUTILS_MAX_WORKERS"
 
@@ -364,7 +361,7 @@ def test_a_failing_task_is_reraised_naming_its_item(loaded_parsl) -> None:
 
 
 def test_profiling_finds_the_detached_pool_of_the_loaded_config(loaded_parsl) -> None:
-    from grouputils.teaching.profiling import profile_resources
+    from grouputils.run.monitor import profile_resources
 
     pool_pids = {p.pid for p in _parsl_processes(Path(loaded_parsl.run_dir))}
     assert pool_pids and not pool_pids & {c.pid for c in psutil.Process().children(recursive=True)}
@@ -372,3 +369,66 @@ def test_profiling_finds_the_detached_pool_of_the_loaded_config(loaded_parsl) ->
         parallel_map(math.factorial, [40000] * 6, progress=False)
     # this process + interchange + worker pool + 2 workers, although the pool is not our child
     assert prof.table["n_processes"].max() >= 5
+
+
+# ------------------------------------------------------------------ the one executor
+def _outcomes_ok(outcomes: list[tuple[bool, Any]]) -> list[bool]:
+    return [ok for ok, _ in outcomes]
+
+
+@pytest.mark.parametrize("kind", ["serial", "process"])
+def test_executor_map_keeps_order_and_returns_failures_as_values(kind: str) -> None:
+    items = [5, -1, 3, 0, -2, 4, 6]
+    finished: list[list[int]] = []
+    with Executor(kind, workers=2, progress=False) as ex:
+        out = ex.map("factorials", math.factorial, items, batch=True, on_done=lambda b, r: finished.append(b))
+    assert _outcomes_ok(out) == [i >= 0 for i in items]
+    assert [v for ok, v in out if ok] == [math.factorial(i) for i in items if i >= 0]
+    failures = [v for ok, v in out if not ok]
+    assert all(isinstance(f, Failure) and f.error.startswith("ValueError") for f in failures)
+    assert "factorial" in failures[0].traceback  # formatted where it failed
+    assert sorted(i for b in finished for i in b) == sorted(items)  # every batch reported once
+    assert len(finished) > 1  # batches: several items per task, more than one task
+
+
+def test_a_process_executor_leaves_no_process_behind() -> None:
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    with Executor("process", workers=2, warm_modules=("math",), warm_hold_s=0.05, progress=False) as ex:
+        assert ex.map_or_raise(math.factorial, [3, 4]) == [6, 24]
+        assert ex.startup_s > 0
+    assert _alive_children(before) == []
+
+
+def test_an_empty_map_starts_no_worker(tmp_path: Path) -> None:
+    def make() -> Any:
+        raise AssertionError("the configuration was built although nothing had to run")
+
+    with Executor("local", workers=2, parsl_config=make, progress=False) as ex:
+        assert ex.map("nothing", abs, []) == []
+        assert ex.startup_s == 0.0 and ex.run_dir is None
+
+
+def test_an_owned_parsl_executor_warms_up_and_shuts_down_beside_a_loaded_one(
+    loaded_parsl, tmp_path: Path
+) -> None:
+    """Its own DataFlowKernel: the learner's loaded one is untouched, and nothing survives close()."""
+    run_dir = tmp_path / "own"
+    ex = Executor(
+        "local",
+        workers=2,
+        parsl_config=functools.partial(local_config, 2, run_dir=run_dir),
+        warm_modules=("math",),
+        warm_hold_s=0.1,
+        progress=False,
+    )
+    with ex:
+        out = ex.map("f", math.factorial, [3, -1, 4], batch=False)
+        assert _outcomes_ok(out) == [True, False, True]
+        assert ex.startup_s >= 0.1  # two warm-up tasks of 0.1 s, timed apart from the work
+        assert _parsl_processes(run_dir)
+    assert parsl.dfk() is loaded_parsl  # still the learner's
+    assert parallel_map(abs, [-3], progress=False) == [3]
+    deadline = time.monotonic() + 30
+    while _parsl_processes(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _parsl_processes(run_dir) == []

@@ -19,17 +19,18 @@ import pandas as pd
 import psutil
 import pytest
 
-from grouputils.run.parallel import TaskError, WorkerCapWarning
+from grouputils.core.cores import WorkerCapWarning
+from grouputils.run.executors import TaskError
 from grouputils.teaching.profiling import (
     Profiled,
     ResourceProfile,
     SweepResult,
     Verdict,
-    _default_worker_counts,
     classify_bound,
     profile_resources,
     sweep_workers,
 )
+from grouputils.teaching.sweeps import _default_worker_counts
 
 ENV = "GROUPUTILS_MAX_WORKERS"
 

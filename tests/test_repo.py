@@ -89,7 +89,7 @@ def test_sqlalchemy_is_pinned_below_2_1_for_parsl_monitoring():
 def test_readme_config_examples_build_a_config_and_a_slurm_config(tmp_path):
     """The TOML settings shown in the README are valid for `grouputils run --config`."""
     from grouputils.core.config import Config, load_config_file
-    from grouputils.run.parallel import slurm_config
+    from grouputils.run.parsl_config import slurm_config
 
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```toml\n(.*?)```", text, flags=re.S)

@@ -208,7 +208,7 @@ def test_every_toml_example_in_the_readme_is_a_valid_file(tmp_path):
 
 
 def test_the_slurm_table_takes_exactly_the_arguments_and_defaults_of_slurm_config():
-    from grouputils.run.parallel import slurm_config
+    from grouputils.run.parsl_config import slurm_config
 
     params = {
         n: p.default

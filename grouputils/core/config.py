@@ -363,7 +363,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     Top-level keys are :class:`Config` fields; ``[[statistics]]`` tables
     declare statistics; a ``[slurm]`` table (used by ``grouputils run
     --executor slurm``) holds the arguments of
-    :func:`grouputils.run.parallel.slurm_config` and is returned under the key
+    :func:`grouputils.run.parsl_config.slurm_config` and is returned under the key
     ``'slurm'``. Every setting is checked here (types, ranges, unknown or
     misspelt keys, palettes, the CRS, statistic names), so a mistake is found
     before anything runs.

@@ -1,6 +1,6 @@
 """The ``[slurm]`` table of a config file, as a typed model.
 
-Its fields are the arguments of :func:`grouputils.run.parallel.slurm_config`
+Its fields are the arguments of :func:`grouputils.run.parsl_config.slurm_config`
 (except ``run_dir`` and ``config``, which the pipeline sets), with the same
 defaults; a test keeps the two in step. :func:`slurm_settings` checks a table
 and returns the keys it sets, ready to pass on as keyword arguments.

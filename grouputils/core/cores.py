@@ -21,9 +21,12 @@ of limit are read, and the smallest wins:
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from grouputils.core.config import Config
 from grouputils.core.errors import ConfigError, GroupUtilsWarning
@@ -33,7 +36,11 @@ __all__ = [
     "FAIR_SHARE_USERS",
     "SHARED_MACHINE_CPUS",
     "FairShareWarning",
+    "WorkerCapWarning",
     "cgroup_cpu_limit",
+    "cgroup_memory_limit",
+    "check_positive_int",
+    "clamp_workers",
     "core_limits",
     "env_cap",
     "fair_share",
@@ -44,15 +51,21 @@ __all__ = [
 ENV_CAP = "GROUPUTILS_MAX_WORKERS"
 #: Machines with more CPUs than this are assumed to be shared.
 SHARED_MACHINE_CPUS = 16
-#: Without any limit, a shared machine's CPUs are divided by this many users (8 groups on 88 cores: 11 each).
+#: Without any limit, a shared machine's CPUs are divided by this many users
+#: (8 groups on 88 cores: 11 each).
 FAIR_SHARE_USERS = 8
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PROC_CGROUP = Path("/proc/self/cgroup")
+_NO_LIMIT = 2**60  # cgroup v1 reports "no limit" as a number near 2**63
 
 
 class FairShareWarning(GroupUtilsWarning):
     """No limit is set on a shared machine: a fair share of the CPUs is used."""
+
+
+class WorkerCapWarning(GroupUtilsWarning):
+    """More workers were asked for than this machine or the instructor allows."""
 
 
 def _read_text(path: Path) -> str | None:
@@ -82,6 +95,36 @@ def _v1_limit(d: Path) -> float | None:
     return q / p if q > 0 and p > 0 else None
 
 
+def _cgroup_dirs(
+    controller: str, v1_mounts: tuple[str, ...], root: Path, proc_cgroup: Path
+) -> Iterator[tuple[bool, Path]]:
+    """``(is_v2, folder)`` of this process's cgroup and each ancestor that ``controller`` governs.
+
+    The one parser of ``/proc/self/cgroup``: a line ``<id>:<controllers>:<path>``
+    with empty controllers is the cgroup v2 unified hierarchy (mounted at
+    ``root``); a v1 line listing ``controller`` lives under one of
+    ``root / m`` for ``m`` in ``v1_mounts``. Innermost folder first; inside a
+    container the cgroup namespace makes the mount point the container's own cgroup.
+    """
+    for line in (_read_text(proc_cgroup) or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, rel = parts
+        rel_parts = [p for p in rel.strip("/").split("/") if p]
+        if controllers == "":
+            v2, bases = True, [root]
+        elif controller in controllers.split(","):
+            v2, bases = False, [root / m for m in v1_mounts]
+        else:
+            continue
+        for base in bases:
+            if not base.is_dir():
+                continue
+            for depth in range(len(rel_parts), -1, -1):
+                yield v2, base.joinpath(*rel_parts[:depth])
+
+
 def cgroup_cpu_limit(
     root: str | Path = _CGROUP_ROOT, proc_cgroup: str | Path = _PROC_CGROUP
 ) -> float | None:
@@ -104,29 +147,41 @@ def cgroup_cpu_limit(
     float or None
         Cores (e.g. 1.5 for ``cpu.max`` = ``150000 100000``).
     """
-    root, text = Path(root), _read_text(Path(proc_cgroup)) or ""
-    limits: list[float] = []
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, rel = parts
-        rel_parts = [p for p in rel.strip("/").split("/") if p]
-        if controllers == "":  # cgroup v2 unified hierarchy
-            bases, read = [root], _v2_limit
-        elif "cpu" in controllers.split(","):
-            bases, read = [root / "cpu", root / "cpu,cpuacct", root / "cpuacct,cpu"], _v1_limit
-        else:
-            continue
-        for base in bases:
-            if not base.is_dir():
-                continue
-            # the process's cgroup and its ancestors (inside a container the
-            # cgroup namespace makes the mount point the container's own cgroup)
-            for depth in range(len(rel_parts), -1, -1):
-                limit = read(base.joinpath(*rel_parts[:depth]))
-                if limit is not None:
-                    limits.append(limit)
+    mounts = ("cpu", "cpu,cpuacct", "cpuacct,cpu")
+    limits = [
+        limit
+        for v2, d in _cgroup_dirs("cpu", mounts, Path(root), Path(proc_cgroup))
+        if (limit := (_v2_limit(d) if v2 else _v1_limit(d))) is not None
+    ]
+    return min(limits) if limits else None
+
+
+def cgroup_memory_limit(
+    root: str | Path = _CGROUP_ROOT, proc_cgroup: str | Path = _PROC_CGROUP
+) -> int | None:
+    """Memory limit of this process's cgroup in bytes, or None when unlimited or unknown.
+
+    Reads cgroup v2 ``memory.max`` and cgroup v1 ``memory.limit_in_bytes`` in
+    this process's cgroup and every ancestor; the smallest wins. ``max`` and
+    v1's "no limit" (a number near 2**63) count as no limit.
+
+    Parameters
+    ----------
+    root : str or Path
+        Mount point of the cgroup file system (``/sys/fs/cgroup``).
+    proc_cgroup : str or Path
+        This process's cgroup membership (``/proc/self/cgroup``).
+
+    Returns
+    -------
+    int or None
+        Bytes.
+    """
+    limits: list[int] = []
+    for v2, d in _cgroup_dirs("memory", ("memory",), Path(root), Path(proc_cgroup)):
+        raw = _read_text(d / ("memory.max" if v2 else "memory.limit_in_bytes"))
+        if raw is not None and raw.isdigit() and int(raw) < _NO_LIMIT:
+            limits.append(int(raw))
     return min(limits) if limits else None
 
 
@@ -256,11 +311,71 @@ def usable_cores(config: Config | None = None, **where: str | Path | int) -> int
     share = limits["fair_share"]
     if share is not None:
         warnings.warn(
-            f"no per-learner CPU limit is set on this {limits['affinity']}-CPU machine: using a fair share of "
-            f"{share} workers. Instructors: set {ENV_CAP}=<workers per learner> in the kernel's environment, "
-            "or enforce a CPU quota (JupyterHub Spawner.cpu_limit, or CPUQuota= on each user's systemd slice); "
+            f"no per-learner CPU limit is set on this {limits['affinity']}-CPU machine: "
+            f"using a fair share of {share} workers. Instructors: set "
+            f"{ENV_CAP}=<workers per learner> in the kernel's environment, or enforce a CPU "
+            "quota (JupyterHub Spawner.cpu_limit, or CPUQuota= on each user's systemd slice); "
             f"on a machine of your own, set {ENV_CAP}={limits['affinity']} to use every CPU",
             FairShareWarning,
             stacklevel=2,
         )
     return max(1, min(v for v in limits.values() if v is not None))
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """``value`` as an int if it is an integer >= 1 (``True`` and ``2.0`` are refused).
+
+    Parameters
+    ----------
+    value : Any
+        The value to check.
+    name : str
+        Its name in the error message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not a positive integer.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def clamp_workers(n: int, config: Config | None = None, *, limit: int | None = None) -> int:
+    """Return ``n`` workers, or fewer with a :class:`WorkerCapWarning` if ``n`` is too many.
+
+    Parameters
+    ----------
+    n : int
+        Workers asked for (>= 1).
+    config : Config, optional
+        Supplies the instructor's cap (see :func:`usable_cores`).
+    limit : int, optional
+        The cap to use instead of :func:`usable_cores`.
+
+    Returns
+    -------
+    int
+        ``min(n, limit)``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not a positive integer.
+    """
+    n = check_positive_int(n, "workers")
+    cap = usable_cores(config) if limit is None else check_positive_int(limit, "limit")
+    if n > cap:
+        warnings.warn(
+            f"{n} workers asked for but only {cap} may be used here "
+            f"(limits: {core_limits(config)}); using {cap}",
+            WorkerCapWarning,
+            stacklevel=2,
+        )
+        return cap
+    return n

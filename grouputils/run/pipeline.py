@@ -4,8 +4,8 @@
 
 * ``'serial'``: a plain loop in this process;
 * ``'local'``: a Parsl HighThroughputExecutor on this machine
-  (:func:`grouputils.run.parallel.local_config`);
-* ``'slurm'``: Parsl on a SLURM cluster (:func:`grouputils.run.parallel.slurm_config`);
+  (:func:`grouputils.run.parsl_config.local_config`);
+* ``'slurm'``: Parsl on a SLURM cluster (:func:`grouputils.run.parsl_config.slurm_config`);
   workers on different nodes write their own tiles to the shared file system,
   so there is nothing to merge afterwards.
 
@@ -50,34 +50,31 @@ other items finish, the failure is reported with the item and its error, and
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from tqdm.auto import tqdm
-
 from grouputils.core.atomic import write_json_atomic
 from grouputils.core.config import Config
+from grouputils.core.cores import clamp_workers, usable_cores
 from grouputils.core.errors import ConfigError, InputError, OutputError
 from grouputils.core.layout import Layout
 from grouputils.core.preflight import check_statistic_columns
 from grouputils.core.rasterize import RasterTiler
 from grouputils.core.staging import TileStager
 from grouputils.core.tiles import Tiles, pyramid_min_zoom
-from grouputils.run.failures import Failure
-from grouputils.run.parallel import choose_batch_size, make_batch, parallel_map
+from grouputils.run.executors import Executor as TaskExecutor
+from grouputils.run.monitor import profile_resources
 from grouputils.run.reports import run_totals
 from grouputils.run.run_steps import STEPS, Context
 from grouputils.run.runlock import RunLock
 from grouputils.run.state import RunState
-from grouputils.teaching.profiling import profile_resources
 
 __all__ = [
     "run_pipeline",
@@ -91,6 +88,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Executor = Literal["serial", "local", "slurm"]
+#: Modules every worker imports before the run's clock starts for the steps.
+WARM_MODULES = ("grouputils.core.rasterize", "grouputils.core.staging", "grouputils.run.steps")
 MANIFEST = "run-manifest.json"  # the state file replaced it; removed when found
 
 
@@ -152,132 +151,47 @@ class RunReport:
         return [dict(f, step=s.name) for s in self.steps for f in s.failed]
 
 
-# ----------------------------------------------------------------- tasks
-def _guarded(func: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
-    """Run ``func(item)``; return ``(True, result)`` or ``(False, failure)``.
-
-    A failure is a :class:`Failure`: the error text and its whole traceback
-    (formatted on the worker, so it survives the trip back).
-    """
-    try:
-        return True, func(item)
-    except Exception as e:  # reported per item; the run goes on
-        return False, Failure.from_exception(e)
+# -------------------------------------------------------------- executor
+def _parsl_run_dir(config: Config) -> Path:
+    """Parsl's run folder, in the private folder (its certificates stay unpublished)."""
+    return Layout.of(config).parsl_runinfo
 
 
-def _guarded_batch(func: Callable[[Any], Any], items: Sequence[Any]) -> list[tuple[bool, Any]]:
-    return [_guarded(func, it) for it in items]
+def _make_executor(
+    executor: Executor,
+    workers: int | None,
+    config: Config,
+    slurm: dict[str, Any] | None,
+    blocks: int,
+    progress: bool,
+) -> tuple[TaskExecutor, int, int]:
+    """The run's executor (not started yet), its workers per block and its blocks."""
+    from grouputils.run import parsl_config
 
-
-def _run_task(func: Callable[[Any], Any], item: Any) -> Any:
-    """``func(item)`` on a worker (module level, so Parsl sends it by reference)."""
-    return func(item)
-
-
-class _Runner:
-    """Maps functions over items on one executor, with progress and partial results."""
-
-    def __init__(
-        self,
-        executor: Executor,
-        workers: int,
-        progress: bool,
-        start: Callable[[], float] | None = None,
-    ) -> None:
-        self.executor = executor
-        self.workers = workers
-        self.progress = progress
-        self._start = (
-            start  # loads the executor on first use: a run with nothing to do starts no worker
-        )
-        self.startup_s = 0.0
-
-    def map(
-        self,
-        step: str,
-        func: Callable[[Any], Any],
-        items: Sequence[Any],
-        *,
-        batch: bool,
-        on_done: Callable[[list[Any], list[tuple[bool, Any]]], None] | None = None,
-    ) -> list[tuple[bool, Any]]:
-        """``(ok, result or error text)`` per item, in input order.
-
-        Items go to the executor in batches (one task each) when ``batch``.
-        ``on_done(batch_items, batch_results)`` is called in this process as
-        each batch finishes, in completion order, so a step can record its
-        progress before the whole step ends. A task that fails as a whole
-        (a worker lost to the out-of-memory killer, say) fails each of its
-        items; the other tasks go on.
-        """
-        items = list(items)
-        if not items:
-            return []
-        size = choose_batch_size(len(items), self.workers) if batch and len(items) > 1 else 1
-        batches = make_batch(items, size)
-        task = functools.partial(_guarded_batch, func)
-        results: list[list[tuple[bool, Any]]] = [[] for _ in batches]
-        with tqdm(
-            total=sum(map(len, batches)), desc=step, unit="item", disable=not self.progress
-        ) as bar:
-            for i, res in self._completed(task, batches):
-                results[i] = res
-                if on_done is not None:
-                    on_done(batches[i], res)
-                bar.update(len(batches[i]))
-        return [r for chunk in results for r in chunk]
-
-    def _completed(
-        self, task: Callable[[Any], Any], batches: list[list[Any]]
-    ) -> Iterator[tuple[int, Any]]:
-        """``(batch index, batch results)`` as batches finish."""
-        if self.executor == "serial":
-            for i, b in enumerate(batches):
-                yield i, task(b)
-            return
-        import concurrent.futures
-
-        import parsl
-
-        if self._start is not None:
-            self.startup_s, self._start = self._start(), None
-
-        app = parsl.python_app(_run_task, data_flow_kernel=parsl.dfk(), cache=False)
-        futures = {app(task, b): i for i, b in enumerate(batches)}
-        for fut in concurrent.futures.as_completed(futures):
-            i = futures[fut]
-            try:
-                yield i, fut.result()
-            except Exception as e:  # the task itself was lost, not one item
-                yield i, [(False, Failure.from_exception(e))] * len(batches[i])
-
-
-# -------------------------------------------------------------- pipeline
-@contextlib.contextmanager
-def _executor(
-    executor: Executor, workers: int, config: Config, slurm: dict[str, Any] | None, blocks: int = 1
-) -> Iterator[float]:
-    """Load the executor; yield its start-up time (s), measured with a warm-up task."""
+    run_dir = _parsl_run_dir(config)
+    make: Callable[[], Any] | None = None
     if executor == "serial":
-        yield 0.0
-        return
-    import parsl
-
-    from grouputils.run import parallel
-
-    run_dir = Layout.of(config).parsl_runinfo
-    if executor == "local":
-        pconf = parallel.local_config(workers, run_dir=run_dir, config=config, blocks=blocks)
+        n_workers, blocks = 1, 1
     elif executor == "slurm":
-        pconf = parallel.slurm_config(run_dir=run_dir, config=config, **check_slurm_settings(slurm))
-        blocks = 1  # ``workers`` already counts every node of every block
+        # --workers means workers per node there; the login node's cores do not matter
+        slurm = check_slurm_settings(slurm)
+        if workers and "workers_per_node" not in slurm:
+            slurm["workers_per_node"] = workers
+        n_workers, blocks = _slurm_workers(slurm), 1  # every node of every block
+        make = functools.partial(parsl_config.slurm_config, run_dir=run_dir, config=config, **slurm)
     else:
-        raise ValueError(f"unknown executor {executor!r}; use serial, local or slurm")
-    t0 = time.perf_counter()
-    with parsl.load(pconf):
-        # Start-up ends when every worker has imported the pipeline's modules.
-        parallel_map(_warm_up, range(workers * blocks), progress=False)
-        yield time.perf_counter() - t0
+        n_workers = clamp_workers(workers, config) if workers else min(11, usable_cores(config))
+        make = functools.partial(
+            parsl_config.local_config, n_workers, run_dir=run_dir, config=config, blocks=blocks
+        )
+    ex = TaskExecutor(
+        executor,
+        workers=n_workers * blocks,
+        parsl_config=make,
+        warm_modules=WARM_MODULES,  # start-up ends when every worker has imported them
+        progress=progress,
+    )
+    return ex, n_workers, blocks
 
 
 def check_slurm_settings(slurm: dict[str, Any] | None) -> dict[str, Any]:
@@ -286,7 +200,7 @@ def check_slurm_settings(slurm: dict[str, Any] | None) -> dict[str, Any]:
     Parameters
     ----------
     slurm : dict or None
-        Keyword arguments of :func:`grouputils.run.parallel.slurm_config`.
+        Keyword arguments of :func:`grouputils.run.parsl_config.slurm_config`.
 
     Returns
     -------
@@ -308,15 +222,6 @@ def _slurm_workers(slurm: dict[str, Any]) -> int:
     """Workers of every node of every block a SLURM run may get (for batch sizes)."""
     per_node = slurm.get("workers_per_node") or slurm.get("cores_per_node") or 1
     return int(per_node) * int(slurm.get("nodes_per_block", 1)) * int(slurm.get("max_blocks", 1))
-
-
-def _warm_up(_: int) -> float:
-    """Import the heavy modules on a worker (and hold it briefly so each worker gets one)."""
-    import grouputils.core.rasterize  # noqa: F401
-    import grouputils.core.staging  # noqa: F401
-
-    time.sleep(0.2)
-    return time.perf_counter()
 
 
 def check_inputs(config: Config) -> list[Path]:
@@ -347,7 +252,8 @@ def check_inputs(config: Config) -> list[Path]:
     a, b = inp.resolve(), config.dir_output.resolve()
     if a == b or a in b.parents or b in a.parents:
         raise ConfigError(
-            f"{config.dir_output}: the output folder must not be, hold or lie inside the input folder {inp}"
+            f"{config.dir_output}: the output folder must not be, hold or lie inside "
+            f"the input folder {inp}"
         )
     inputs = Tiles(config).get_filenames_from_dir("input")
     if not inputs:
@@ -399,7 +305,7 @@ def run_pipeline(
     progress : bool
         tqdm bars per step.
     slurm : dict, optional
-        Keyword arguments of :func:`grouputils.run.parallel.slurm_config`.
+        Keyword arguments of :func:`grouputils.run.parsl_config.slurm_config`.
     blocks : int
         For ``'local'``: independent worker pools, to simulate several nodes
         on one machine (``workers`` each).
@@ -421,8 +327,6 @@ def run_pipeline(
     grouputils.run.runlock.RunLockedError
         Another run is using the output folder (one run per output folder).
     """
-    from grouputils.run.parallel import clamp_workers, usable_cores
-
     if executor not in ("serial", "local", "slurm"):
         raise ValueError(f"unknown executor {executor!r}; use serial, local or slurm")
     stager = TileStager(config)
@@ -434,16 +338,7 @@ def run_pipeline(
     pyramid_min_zoom(
         config.tms, config.z
     )  # refuse a TMS whose levels do not double, before any work
-    if executor == "serial":
-        n_workers = 1
-    elif executor == "slurm":
-        # --workers means workers per node there; the login node's cores do not matter
-        slurm = check_slurm_settings(slurm)
-        if workers and "workers_per_node" not in slurm:
-            slurm["workers_per_node"] = workers
-        n_workers = _slurm_workers(slurm)
-    else:
-        n_workers = clamp_workers(workers, config) if workers else min(11, usable_cores(config))
+    runner, n_workers, blocks = _make_executor(executor, workers, config, slurm, blocks, progress)
     try:
         config.dir_output.mkdir(parents=True, exist_ok=True)
         probe = config.dir_output / f".write-test-{os.getpid()}"
@@ -469,20 +364,14 @@ def run_pipeline(
     steps: list[StepReport] = []
     timeline: list[Any] = []
     t_run = time.perf_counter()
-    with RunState(state_path) as state, contextlib.ExitStack() as stack:
-
-        def start() -> float:
-            return stack.enter_context(_executor(executor, n_workers, config, slurm, blocks))
-
-        runner = _Runner(
-            executor, n_workers * (blocks if executor == "local" else 1), progress, start
-        )
+    pools = [] if executor == "serial" else [str(_parsl_run_dir(config).resolve())]
+    with RunState(state_path) as state, runner:  # the workers start on the first task
         ctx = Context(config, stager, rasterizer, state, runner, inputs)
         for name, func in STEPS(config):
             rep = StepReport(name)
             steps.append(rep)
             before = runner.startup_s
-            with profile_resources() as prof:
+            with profile_resources(parsl_run_dirs=pools) as prof:
                 func(ctx, rep)
             _finish(rep, prof, timeline, startup_s=runner.startup_s - before)
         startup_s = runner.startup_s
@@ -496,7 +385,7 @@ def run_pipeline(
         time.perf_counter() - t_run,
         executor,
         n_workers,
-        blocks if executor == "local" else 1,
+        blocks,
     )
     write_json_atomic(Layout.of(config).run_summary, summary)
     _save_timeline(config, timeline)
@@ -556,7 +445,7 @@ def _save_timeline(config: Config, timeline: list) -> None:
 
     fig = Figure(figsize=(9, 2.2 * max(1, len(timeline))), layout="constrained")
     axes = fig.subplots(len(timeline), 1, squeeze=False)[:, 0]
-    for ax, (name, prof) in zip(axes, timeline):
+    for ax, (name, prof) in zip(axes, timeline, strict=True):
         prof.plot(ax=ax)
         ax.set_title(name, loc="left", fontsize=9)
     fig.savefig(config.dir_output / "run-resources.png", dpi=90)

@@ -136,7 +136,7 @@ def plan_run(
     import psutil
 
     from grouputils.core.config import Config
-    from grouputils.run.parallel import usable_cores
+    from grouputils.core.cores import usable_cores
     from grouputils.run.pipeline import check_inputs
 
     input_dir = Path(input_dir)

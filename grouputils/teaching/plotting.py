@@ -24,7 +24,8 @@ from grouputils.core.errors import ConfigError, GroupUtilsWarning, InputError
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from grouputils.teaching.profiling import ResourceProfile, SweepResult
+    from grouputils.run.monitor import ResourceProfile
+    from grouputils.teaching.sweeps import SweepResult
 
 __all__ = ["plot_tiles", "plot_profile", "plot_sweep", "tile_palette", "BasemapWarning"]
 
@@ -55,10 +56,17 @@ def tile_palette(n: int, seed: int = 0) -> list[tuple[float, float, float, float
         RGBA tuples with components in 0..1.
     """
     import matplotlib
+    from matplotlib.colors import ListedColormap
 
-    base = matplotlib.colormaps["tab20"].colors
+    cmap = matplotlib.colormaps["tab20"]
+    assert isinstance(cmap, ListedColormap)  # tab20 is a list of 20 colours
+    base = np.asarray(cmap.colors, dtype=float)[:, :3]
     order = np.random.default_rng(seed).permutation(len(base))
-    return [(*base[order[i % len(base)]], 1.0) for i in range(n)]
+    out: list[tuple[float, float, float, float]] = []
+    for i in range(n):
+        r, g, b = (float(v) for v in base[order[i % len(base)]])
+        out.append((r, g, b, 1.0))
+    return out
 
 
 def _new_axes(nrows: int = 1, **kw: Any) -> Any:
@@ -207,9 +215,6 @@ def plot_tiles(
     InputError
         If a GeoTIFF has no band called ``statistic``.
     """
-    from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Rectangle
-
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
         raise ValueError(f"n must be a non-negative integer or None, got {n!r}")
     obj = stager_or_rasterizer
@@ -220,96 +225,121 @@ def plot_tiles(
     else:
         files = list(tiles_api.get_filenames_from_dir("geotiff", z=config.z))
         what = f"GeoTIFF tiles at z={config.z}"
-    total = len(files)
     drawn = files if n is None else files[:n]
     if ax is None:
         ax = _new_axes(figsize=(7, 6))[0]
     crs = _tms_crs(obj)
     colours = tile_palette(len(drawn), seed=seed)
     boxes = [tiles_api.bounds(tiles_api.tile_from_path(p)) for p in drawn]
-
     if statistic is not None:
-        import rasterio
-
-        images = []
-        for p in drawn:
-            with rasterio.open(p) as src:
-                names = list(src.descriptions)
-                if statistic not in names:
-                    raise InputError(p, f"has no band named {statistic!r}; its bands are {names}")
-                images.append((src.read(names.index(statistic) + 1, masked=True), src.bounds))
-        cmap, lo, hi, label = _statistic_style(obj, statistic, [im for im, _ in images])
-        mappable = None
-        for arr, b in images:
-            mappable = ax.imshow(
-                arr,
-                extent=(b.left, b.right, b.bottom, b.top),
-                origin="upper",
-                cmap=cmap,
-                vmin=lo,
-                vmax=hi,
-                interpolation="nearest",
-                zorder=2,
-            )
-        if mappable is not None:
-            ax.figure.colorbar(mappable, ax=ax, label=label, shrink=0.8)
-
+        _draw_statistic(ax, obj, drawn, statistic)
     if polygons:
-        import pyogrio
-
-        for p, colour in zip(drawn, colours):
-            tile = tiles_api.tile_from_path(p)
-            staged = p if statistic is None else tiles_api.path("staged", tile)
-            if not Path(staged).exists():
-                continue
-            gdf = pyogrio.read_dataframe(staged, layer=STAGED_LAYER, columns=[])
-            if gdf.crs is not None and not crs.equals(gdf.crs):
-                gdf = gdf.to_crs(crs)
-            if len(gdf):
-                gdf.plot(
-                    ax=ax,
-                    facecolor=colour[:3],
-                    edgecolor=colour[:3],
-                    alpha=alpha,
-                    linewidth=0.3,
-                    zorder=2,
-                )
-
-    rects = [Rectangle((b.left, b.bottom), b.right - b.left, b.top - b.bottom) for b in boxes]
-    ax.add_collection(
-        PatchCollection(rects, facecolor="none", edgecolor=colours, linewidth=1.2, zorder=3)
-    )
-    if boxes:
-        left = min(b.left for b in boxes)
-        right = max(b.right for b in boxes)
-        bottom = min(b.bottom for b in boxes)
-        top = max(b.top for b in boxes)
-        pad_x, pad_y = 0.05 * (right - left), 0.05 * (top - bottom)
-        ax.set_xlim(left - pad_x, right + pad_x)
-        ax.set_ylim(bottom - pad_y, top + pad_y)
-        if crs.is_geographic:  # one degree of longitude is cos(latitude) degrees of latitude long
-            mid = math.radians(max(min((bottom + top) / 2, 89.0), -89.0))
-            ax.set_aspect(1 / math.cos(mid))
-        else:
-            ax.set_aspect("equal")
-        if basemap:
-            _add_basemap(ax, crs, basemap_source, basemap_timeout_s)
+        _draw_polygons(ax, tiles_api, drawn, colours, crs, alpha, staged=statistic is None)
+    _draw_outlines(ax, boxes, colours, crs)
+    if boxes and basemap:
+        _add_basemap(ax, crs, basemap_source, basemap_timeout_s)
     unit = "degrees" if crs.is_geographic else "metres"
     ax.set_xlabel(f"x ({crs.name}, {unit})")
     ax.set_ylabel("y")
-    title = f"{len(drawn)} of {total} {what}"
+    title = f"{len(drawn)} of {len(files)} {what}"
     if statistic is not None:
         title = f"{statistic}: {title}"
     if polygons:
         title += " with their polygons"
-    if total == 0:
+    if not files:
         title += f" (none found under {config.dir_output})"
     ax.set_title(title)
     return ax
 
 
+def _draw_statistic(ax: Axes, obj: Any, drawn: list[Path], statistic: str) -> None:
+    """One band of each GeoTIFF as an image, with the statistic's style and a colour bar."""
+    import rasterio
+
+    images = []
+    for p in drawn:
+        with rasterio.open(p) as src:
+            names = list(src.descriptions)
+            if statistic not in names:
+                raise InputError(p, f"has no band named {statistic!r}; its bands are {names}")
+            images.append((src.read(names.index(statistic) + 1, masked=True), src.bounds))
+    cmap, lo, hi, label = _statistic_style(obj, statistic, [im for im, _ in images])
+    mappable = None
+    for arr, b in images:
+        mappable = ax.imshow(
+            arr,
+            extent=(b.left, b.right, b.bottom, b.top),
+            origin="upper",
+            cmap=cmap,
+            vmin=lo,
+            vmax=hi,
+            interpolation="nearest",
+            zorder=2,
+        )
+    if mappable is not None:
+        ax.figure.colorbar(mappable, ax=ax, label=label, shrink=0.8)
+
+
+def _draw_polygons(
+    ax: Axes,
+    tiles_api: Any,
+    drawn: list[Path],
+    colours: list[tuple[float, float, float, float]],
+    crs: Any,
+    alpha: float,
+    *,
+    staged: bool,
+) -> None:
+    """The staged polygons of each drawn tile, filled in the tile's colour."""
+    import pyogrio
+
+    for p, colour in zip(drawn, colours, strict=True):
+        path = p if staged else tiles_api.path("staged", tiles_api.tile_from_path(p))
+        if not Path(path).exists():
+            continue
+        gdf = pyogrio.read_dataframe(path, layer=STAGED_LAYER, columns=[])
+        if gdf.crs is not None and not crs.equals(gdf.crs):
+            gdf = gdf.to_crs(crs)
+        if len(gdf):
+            gdf.plot(
+                ax=ax,
+                facecolor=colour[:3],
+                edgecolor=colour[:3],
+                alpha=alpha,
+                linewidth=0.3,
+                zorder=2,
+            )
+
+
+def _draw_outlines(
+    ax: Axes, boxes: list[Any], colours: list[tuple[float, float, float, float]], crs: Any
+) -> None:
+    """Tile outlines, and limits and aspect that fit them (true shape on a geographic CRS)."""
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+
+    rects = [Rectangle((b.left, b.bottom), b.right - b.left, b.top - b.bottom) for b in boxes]
+    ax.add_collection(
+        PatchCollection(rects, facecolor="none", edgecolor=colours, linewidth=1.2, zorder=3)
+    )
+    if not boxes:
+        return
+    left = min(b.left for b in boxes)
+    right = max(b.right for b in boxes)
+    bottom = min(b.bottom for b in boxes)
+    top = max(b.top for b in boxes)
+    pad_x, pad_y = 0.05 * (right - left), 0.05 * (top - bottom)
+    ax.set_xlim(left - pad_x, right + pad_x)
+    ax.set_ylim(bottom - pad_y, top + pad_y)
+    if crs.is_geographic:  # one degree of longitude is cos(latitude) degrees of latitude long
+        mid = math.radians(max(min((bottom + top) / 2, 89.0), -89.0))
+        ax.set_aspect(1 / math.cos(mid))
+    else:
+        ax.set_aspect("equal")
+
+
 def plot_profile(profile: ResourceProfile, ax: Axes | Sequence[Axes] | None = None) -> list[Axes]:
-    """Timeline of a :class:`~grouputils.teaching.profiling.ResourceProfile`, like Dask's ResourceProfiler.
+    """Timeline of a :class:`~grouputils.run.monitor.ResourceProfile`, like Dask's ResourceProfiler.
 
     Top panel: CPU in cores (left axis; 2 = two cores fully busy) and resident
     memory in GB (right axis). Bottom panel: storage reads and writes in MB/s
@@ -401,7 +431,7 @@ def plot_sweep(sweep: SweepResult, axes: Sequence[Axes] | None = None) -> list[A
     Parameters
     ----------
     sweep : SweepResult
-        From :func:`grouputils.teaching.profiling.sweep_workers` (or built from a table).
+        From :func:`grouputils.teaching.sweeps.sweep_workers` (or built from a table).
     axes : sequence of two Axes, optional
         Default a new figure with two panels side by side.
 
