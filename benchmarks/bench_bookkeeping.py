@@ -42,10 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from grouputils.core.config import Config
+from grouputils.core.tiles import Tile, Tiles
 from grouputils.run.reports import raster_summary, run_totals
 from grouputils.run.state import Key, RunState, TileRow
 from grouputils.run.steps import TileStep, fingerprint, run_tile_step
-from grouputils.core.tiles import Tile, Tiles
 
 Z = 13
 BATCH = 500
@@ -106,13 +106,17 @@ def passes(state: RunState, tiles: Tiles, runner: FakeRunner) -> None:
             k: fingerprint(fp, settings) for k, fp in state.fingerprints("staged", keys).items()
         }
 
-    def parents(keys: list[Key]) -> dict[Key, str]:
+    def parents(keys: list[Key]) -> dict[Key, str]:  # as grouputils.run.run_steps._parents
+        kids = {
+            k: [(c.z, c.x, c.y) for c in tiles.get_child_tiles(Tile(k[1], k[2], k[0]))]
+            for k in keys
+        }
+        recorded = state.fingerprints("geotiff", (c for cs in kids.values() for c in cs))
         out = {}
-        for k in keys:
-            kids = [(c.z, c.x, c.y) for c in tiles.get_child_tiles(Tile(k[1], k[2], k[0]))]
-            fps = state.fingerprints("geotiff", kids)
+        for k, cs in kids.items():
+            fps = sorted(recorded[c] for c in cs if c in recorded)
             if fps:
-                out[k] = fingerprint(sorted(fps.values()), settings)
+                out[k] = fingerprint(fps, settings)
         return out
 
     for z in range(Z, -1, -1):
@@ -235,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         sizes = list(results)
         growth = [
-            results[b][name][0] / max(results[a][name][0], 1e-9) for a, b in zip(sizes, sizes[1:])
+            results[b][name][0] / max(results[a][name][0], 1e-9) for a, b in zip(sizes, sizes[1:], strict=False)
         ]
         print(
             f"{name:26s}"

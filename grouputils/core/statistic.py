@@ -11,7 +11,7 @@ import functools
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, StrictStr, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from grouputils.core.validation import document_fields, friendly_errors
@@ -36,7 +36,8 @@ StrictInt = Annotated[int, Field(strict=True)]
 
 #: What a statistic name may hold: it becomes a folder name (``web_tiles/<name>/``) and a band name.
 STATISTIC_NAME = r"^[A-Za-z0-9_-]{1,64}$"
-FORBID = {"extra": "forbid"}
+#: Model configuration of every settings table: an unknown key is an error.
+FORBID = ConfigDict(extra="forbid")
 
 
 @functools.lru_cache(maxsize=256)

@@ -60,7 +60,7 @@ def run_totals(state: RunState, config: Config) -> dict[str, Any]:
 
 
 def raster_summary(state: RunState, config: Config) -> pd.DataFrame:
-    """One row per recorded GeoTIFF, as :meth:`~grouputils.core.rasterize.RasterTiler.summary` gives it.
+    """One row per recorded GeoTIFF, as :meth:`.RasterTiler.summary` gives it.
 
     Parameters
     ----------

@@ -45,7 +45,7 @@ def fingerprint(*parts: Any) -> str:
 def _band_info(values: np.ndarray, names: Sequence[str]) -> dict[str, float | None]:
     """``<name>_min/_max/_mean/_sum`` over data pixels, as the GeoTIFF's band tags hold them."""
     out: dict[str, float | None] = {}
-    for name, band in zip(names, values):
+    for name, band in zip(names, values, strict=True):
         ok = ~np.isnan(band)
         v = band[ok].astype("f8")
         for short, f in (("min", np.min), ("max", np.max), ("mean", np.mean), ("sum", np.sum)):
@@ -236,7 +236,7 @@ def run_tile_step(
                 todo.append(key)
 
     def record(items: list[Key], results: list[tuple[bool, Any]]) -> None:
-        done = [(key, rec) for key, (ok, rec) in zip(items, results) if ok]
+        done = [(key, rec) for key, (ok, rec) in zip(items, results, strict=True) if ok]
         with state.transaction():
             state.put_many(
                 step.kind,
