@@ -32,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import resource
 import sys
@@ -221,8 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n:,} z13 tiles ...", flush=True)
             results[n] = one_size(n, Path(d))
         for name, (sec, mb, tasks) in results[n].items():  # as each size finishes
-            print(f"  {name:26s} {sec:9.3f} {'MB' if name == 'state file MB' else 's'}"
-                  f"  peak RSS +{mb:.0f} MB  tasks {tasks}", flush=True)
+            print(
+                f"  {name:26s} {sec:9.3f} {'MB' if name == 'state file MB' else 's'}"
+                f"  peak RSS +{mb:.0f} MB  tasks {tasks}",
+                flush=True,
+            )
     names = list(next(iter(results.values())))
     print()
     print(f"{'phase':26s}" + "".join(f"{n:>22,}" for n in results) + "   growth to the next size")
@@ -239,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         sizes = list(results)
         growth = [
-            results[b][name][0] / max(results[a][name][0], 1e-9) for a, b in zip(sizes, sizes[1:], strict=False)
+            results[b][name][0] / max(results[a][name][0], 1e-9)
+            for a, b in itertools.pairwise(sizes)
         ]
         print(
             f"{name:26s}"
