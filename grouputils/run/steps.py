@@ -222,6 +222,7 @@ def run_tile_step(
     want = step.expected(keys)
     recorded = state.fingerprints(step.kind, keys)
     todo: list[Key] = []
+    up_to_date: list[Key] = []
     with state.transaction():
         for key in keys:
             if key not in want:  # its inputs are gone
@@ -229,11 +230,12 @@ def run_tile_step(
                 if key in recorded:
                     state.delete(step.kind, key)
                     _mark_downstream(state, step, key)
-                state.clean(step.kind, key)
+                up_to_date.append(key)
             elif recorded.get(key) == want[key] and key not in damaged:
-                state.clean(step.kind, key)
+                up_to_date.append(key)
             else:
                 todo.append(key)
+        state.clean_many(step.kind, up_to_date)
 
     def record(items: list[Key], results: list[tuple[bool, Any]]) -> None:
         done = [(key, rec) for key, (ok, rec) in zip(items, results, strict=True) if ok]
