@@ -79,24 +79,21 @@ def raster_summary(state: RunState, config: Config) -> pd.DataFrame:
     from grouputils.core.tiles import Tile, tile_to_str
 
     band_cols = [f"{n}_{b}" for n in config.statistic_names for b in BAND_FIELDS]
-    rows = []
-    for (z, x, y), row in state.rows("geotiff").items():
-        rec: dict[str, Any] = {
-            "tile": tile_to_str(Tile(x, y, z)),
-            "z": z,
-            "x": x,
-            "y": y,
-            "path": row.files[0][0],
-        }
-        for key in SUMMARY_FIELDS:
-            rec[key] = row.info.get(key)
-        for col in band_cols:
-            v = row.info.get(col)
-            rec[col] = float("nan") if v is None else v
-        rows.append(rec)
-    frame = pd.DataFrame(rows, columns=["tile", "z", "x", "y", "path", *SUMMARY_FIELDS, *band_cols])
-    if len(frame):
-        frame = frame.sort_values(["z", "x", "y"], ascending=[False, True, True], ignore_index=True)
-        for key in SUMMARY_FIELDS[1:]:
-            frame[key] = frame[key].astype("Int64")
+    columns = ["z", "x", "y", "path", *SUMMARY_FIELDS, *band_cols]
+    chunks = []
+    for rows in state.info_columns("geotiff", [*SUMMARY_FIELDS, *band_cols]):
+        chunk = pd.DataFrame.from_records(rows, columns=columns)
+        chunk.insert(
+            0,
+            "tile",
+            [tile_to_str(Tile(x, y, z)) for z, x, y in zip(chunk.z, chunk.x, chunk.y, strict=True)],
+        )
+        chunks.append(chunk)
+    if not chunks:
+        return pd.DataFrame(columns=["tile", *columns])
+    frame = pd.concat(chunks, ignore_index=True)
+    for key in SUMMARY_FIELDS[1:]:
+        frame[key] = frame[key].astype("Int64")
+    for col in band_cols:  # a statistic without data pixels is NaN
+        frame[col] = frame[col].astype("float64")
     return frame

@@ -113,7 +113,7 @@ def _finalize(ctx: Context, rep: Any) -> None:
     """2. finalize (the per-tile reduce: duplicate flags); staged tiles recorded in the state."""
     state, z = ctx.state, ctx.config.z
     expected = {_key(t): fp for t, fp in ctx.stager.expected_fingerprints().items()}
-    recorded = {k: r.fingerprint for k, r in state.rows("staged").items()}
+    recorded = state.all_fingerprints("staged")
     damaged = set(state.damaged("staged", ctx.root))
     todo = {k for k, fp in expected.items() if recorded.get(k) != fp or k in damaged}
     todo |= set(recorded) - set(expected)

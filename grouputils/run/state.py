@@ -206,6 +206,33 @@ class RunState:
             for z_, x, y, fp, files, info, seconds in self.db.execute(sql, args)
         }
 
+    def info_columns(
+        self, kind: str, fields: Sequence[str], chunk: int = 100_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """``(z, x, y, first file's path, info[field] for each field)`` of every tile of ``kind``.
+
+        Sorted by z (highest first), x, y, in lists of up to ``chunk`` rows;
+        a field the tile's ``info`` lacks (or holds as null) is ``None``. The
+        JSON is read by SQLite: no row is turned into Python objects whole.
+        """
+        cols = ", ".join(["json_extract(info, ?)"] * len(fields))
+        cur = self.db.execute(
+            f"SELECT z, x, y, json_extract(files, '$[0][0]'){', ' if cols else ''}{cols} "
+            "FROM tiles WHERE kind=? ORDER BY z DESC, x, y",
+            (*(_json_key(f) for f in fields), kind),
+        )
+        while rows := cur.fetchmany(chunk):
+            yield rows
+
+    def all_fingerprints(self, kind: str) -> dict[Key, str]:
+        """Recorded fingerprint of every tile of ``kind``."""
+        return {
+            (z, x, y): fp
+            for z, x, y, fp in self.db.execute(
+                "SELECT z, x, y, fingerprint FROM tiles WHERE kind=?", (kind,)
+            )
+        }
+
     def fingerprints(self, kind: str, keys: Iterable[Key]) -> dict[Key, str]:
         """Recorded fingerprints of the given tiles (absent ones left out).
 
@@ -318,6 +345,11 @@ class RunState:
             if not _intact(root, json.loads(files)):
                 out.append((z, x, y))
         return out
+
+
+def _json_key(field: str) -> str:
+    """SQLite JSON path of a top-level key (quoted: names may hold ``-``)."""
+    return '$."' + field.replace('"', '\\"') + '"'
 
 
 def _intact(root: Path, files: list[list[Any]]) -> bool:
