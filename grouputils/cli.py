@@ -25,8 +25,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grouputils.core.errors import GroupUtilsError
+
+if TYPE_CHECKING:  # imported lazily at run time: `grouputils --help` stays light
+    import pandas as pd
+
+    from grouputils.core.config import Config
+    from grouputils.run.pipeline import RunReport
 
 __all__ = ["build_parser", "cmd_sample", "cmd_run", "cmd_plan", "main"]
 
@@ -273,7 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _print_run(report, config) -> None:  # a grouputils.run.pipeline.RunReport
+def _print_run(report: RunReport, config: Config) -> None:
     s = report.summary
     print()
     print(
@@ -314,7 +321,7 @@ def _print_run(report, config) -> None:  # a grouputils.run.pipeline.RunReport
         print(f"FAILED {f['step']}: {f['item']}: {f['error']}", file=sys.stderr)
 
 
-def _print_summary(table) -> None:  # a pandas.DataFrame from samples.summarize
+def _print_summary(table: pd.DataFrame) -> None:  # from samples.summarize
     shown = table.copy()
     shown["mb"] = shown["mb"].map(lambda v: f"{v:.2f}")
     for col in ("west", "south", "east", "north"):

@@ -8,21 +8,48 @@ reads them back from the GeoTIFFs' tags).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
 from grouputils.core.config import Config
 from grouputils.run.state import RunState
 
-__all__ = ["run_totals", "raster_summary"]
+__all__ = ["RunSummary", "RunTotals", "run_totals", "raster_summary"]
 
 #: Summary fields of a GeoTIFF row (the ``GROUPUTILS_*`` tags), in column order.
 SUMMARY_FIELDS = ("kind", "n_rows", "n_counted", "n_duplicated", "n_children", "n_data_pixels")
 BAND_FIELDS = ("min", "max", "mean", "sum")
 
 
-def run_totals(state: RunState, config: Config) -> dict[str, Any]:
+class RunTotals(TypedDict):
+    """The figures of a recorded run (see :func:`run_totals`)."""
+
+    input_files: int
+    polygons_read: int
+    unique_polygons: int
+    duplicates_flagged: int
+    polygons_repaired: int
+    polygons_dropped: int
+    covered_area_km2: float
+    staged_tiles: int
+    geotiff_tiles_per_zoom: dict[int, int]
+
+
+class RunSummary(RunTotals):
+    """``run-summary.json``: the totals, then how the run went."""
+
+    executor: str
+    workers: int
+    blocks: int
+    executor_startup_s: float
+    wall_s: float
+    steps: list[dict[str, Any]]
+    failures: list[dict[str, Any]]
+    stac_catalog: str | None
+
+
+def run_totals(state: RunState, config: Config) -> RunTotals:
     """Polygons, duplicates, covered area and tiles per zoom level of the recorded run.
 
     Parameters
@@ -34,7 +61,7 @@ def run_totals(state: RunState, config: Config) -> dict[str, Any]:
 
     Returns
     -------
-    dict
+    RunTotals
         ``input_files``, ``polygons_read``, ``unique_polygons``,
         ``duplicates_flagged`` (duplicates counted at their centroid's tile),
         ``polygons_repaired``, ``polygons_dropped``, ``covered_area_km2``
