@@ -65,6 +65,18 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
+def _imported_by_call(node: ast.AST) -> str | None:
+    """The module a call ``import_module("a.b")`` / ``__import__("a.b")`` names, if constant."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    arg = node.args[0]
+    if called in {"import_module", "__import__"} and isinstance(arg, ast.Constant):
+        return arg.value if isinstance(arg.value, str) else None
+    return None
+
+
 def _imports(tree: ast.AST) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
     """Every import statement of ``tree`` and whether it sits under ``if TYPE_CHECKING:``."""
     out: list[tuple[ast.Import | ast.ImportFrom, bool]] = []
@@ -72,6 +84,9 @@ def _imports(tree: ast.AST) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
     def visit(node: ast.AST, type_only: bool) -> None:
         if isinstance(node, ast.Import | ast.ImportFrom):
             out.append((node, type_only))
+        name = _imported_by_call(node)
+        if name is not None:  # importlib.import_module("grouputils.x"): an import all the same
+            out.append((ast.Import(names=[ast.alias(name=name)], lineno=node.lineno), type_only))
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             for child in node.body:
                 visit(child, True)
@@ -321,6 +336,12 @@ def test_checker_passes_a_clean_package(tmp_path):
             "run/state.py",
             "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from grouputils import cli\n",
             "grouputils.run.state (run) imports grouputils.cli (root)",
+        ),
+        # by name, through importlib
+        (
+            "core/tiles.py",
+            "import importlib\nmod = importlib.import_module('grouputils.outputs.catalog')\n",
+            "grouputils.core.tiles (core) imports grouputils.outputs.catalog (outputs)",
         ),
         # a sub-package that is no layer
         ("extras/thing.py", "", "grouputils.extras.thing: not in a layer"),
