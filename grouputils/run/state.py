@@ -298,8 +298,8 @@ class RunState:
     def info_total(self, kind: str, field: str, z: int | None = None) -> float:
         """Sum of ``info[field]`` over the tiles of ``kind`` (of zoom ``z``)."""
         where, args = self._where(kind, z)
-        sql = f"SELECT TOTAL(json_extract(info, '$.' || ?)) FROM tiles {where}"
-        return float(self.db.execute(sql, (field, *args)).fetchone()[0])
+        sql = f"SELECT TOTAL(json_extract(info, ?)) FROM tiles {where}"
+        return float(self.db.execute(sql, (_json_key(field), *args)).fetchone()[0])
 
     # ------------------------------------------------------------------- dirty
     def mark(self, kind: str, keys: Iterable[Key]) -> None:
