@@ -32,6 +32,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import math
 import resource
 import sys
@@ -42,10 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from grouputils.core.config import Config
+from grouputils.core.tiles import Tile, Tiles
 from grouputils.run.reports import raster_summary, run_totals
 from grouputils.run.state import Key, RunState, TileRow
 from grouputils.run.steps import TileStep, fingerprint, run_tile_step
-from grouputils.core.tiles import Tile, Tiles
 
 Z = 13
 BATCH = 500
@@ -106,13 +108,17 @@ def passes(state: RunState, tiles: Tiles, runner: FakeRunner) -> None:
             k: fingerprint(fp, settings) for k, fp in state.fingerprints("staged", keys).items()
         }
 
-    def parents(keys: list[Key]) -> dict[Key, str]:
+    def parents(keys: list[Key]) -> dict[Key, str]:  # as grouputils.run.run_steps._parents
+        kids = {
+            k: [(c.z, c.x, c.y) for c in tiles.get_child_tiles(Tile(k[1], k[2], k[0]))]
+            for k in keys
+        }
+        recorded = state.fingerprints("geotiff", (c for cs in kids.values() for c in cs))
         out = {}
-        for k in keys:
-            kids = [(c.z, c.x, c.y) for c in tiles.get_child_tiles(Tile(k[1], k[2], k[0]))]
-            fps = state.fingerprints("geotiff", kids)
+        for k, cs in kids.items():
+            fps = sorted(recorded[c] for c in cs if c in recorded)
             if fps:
-                out[k] = fingerprint(sorted(fps.values()), settings)
+                out[k] = fingerprint(fps, settings)
         return out
 
     for z in range(Z, -1, -1):
@@ -140,24 +146,28 @@ def passes(state: RunState, tiles: Tiles, runner: FakeRunner) -> None:
     run_tile_step(state, web, runner, set())
 
 
-def measure(func: Callable[[], Any]) -> tuple[float, float, Any]:
-    """Seconds, and growth of this process's peak resident memory (MB) during ``func``."""
+def measure(func: Callable[[], Any]) -> tuple[float, float, float, Any]:
+    """Wall and CPU seconds, and growth of this process's peak resident memory (MB), of ``func``.
+
+    CPU seconds (user + system of this process) are the figure to compare on
+    a shared, loaded machine; wall seconds include waiting for a core.
+    """
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = func()
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1e3  # kB on Linux
-    return seconds, peak, out
+    return seconds, cpu, peak, out
 
 
-def one_size(n: int, folder: Path) -> dict[str, tuple[float, float, int]]:
+def one_size(n: int, folder: Path) -> dict[str, Phase]:
     side = int(math.isqrt(n))
     keys = [(Z, 2000 + i, 1000 + j) for i in range(side) for j in range(n // side)]
     config = Config(dir_input=folder / "in", dir_output=folder / "out")
     tiles = Tiles(config)
     state = RunState(folder / "state.sqlite")
     runner = FakeRunner()
-    rows: dict[str, tuple[float, float, int]] = {}
+    rows: dict[str, Phase] = {}
 
     def first_run() -> int:
         for i in range(0, len(keys), BATCH):
@@ -200,50 +210,71 @@ def one_size(n: int, folder: Path) -> dict[str, tuple[float, float, int]]:
         ("summary totals", lambda: run_totals(state, config)),
         ("catalogue index (CSV)", index),
     ):
-        s, mb, out = measure(func)
-        rows[name] = (s, mb, out if isinstance(out, int) else 0)
+        wall, cpu, mb, out = measure(func)
+        rows[name] = Phase(wall, cpu, mb, out if isinstance(out, int) else 0)
     state.close()
-    rows["state file MB"] = ((folder / "state.sqlite").stat().st_size / 1e6, 0.0, 0)
+    size = sum(p.stat().st_size for p in folder.glob("state.sqlite*")) / 1e6
+    rows[STATE_MB] = Phase(size, size, 0.0, 0)
     return rows
+
+
+STATE_MB = "state file MB"
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One phase at one size: wall and CPU seconds, peak RSS growth (MB), tasks run."""
+
+    wall: float
+    cpu: float
+    mb: float
+    tasks: int
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     args = ap.parse_args(argv)
-    results = {}
+    results: dict[int, dict[str, Phase]] = {}
     for n in args.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-bookkeeping-") as d:
             print(f"{n:,} z13 tiles ...", flush=True)
             results[n] = one_size(n, Path(d))
-        for name, (sec, mb, tasks) in results[n].items():  # as each size finishes
-            print(f"  {name:26s} {sec:9.3f} {'MB' if name == 'state file MB' else 's'}"
-                  f"  peak RSS +{mb:.0f} MB  tasks {tasks}", flush=True)
-    names = list(next(iter(results.values())))
-    print()
-    print(f"{'phase':26s}" + "".join(f"{n:>22,}" for n in results) + "   growth to the next size")
-    for name in names:
-        cells = []
-        for n in results:
-            s, mb, tasks = results[n][name]
-            cells.append(
-                f"{s:9.1f} MB"
-                if name == "state file MB"
-                else f"{s:8.3f}s {mb:6.1f}MB {tasks:>5}"
-                if tasks < 10**5
-                else f"{s:8.3f}s {mb:6.1f}MB  many"
+        for name, ph in results[n].items():  # as each size finishes
+            if name == STATE_MB:
+                print(f"  {name:26s} {ph.wall:9.1f} MB", flush=True)
+                continue
+            print(
+                f"  {name:26s} {ph.wall:9.3f} s wall {ph.cpu:9.3f} s CPU"
+                f"  peak RSS +{ph.mb:.0f} MB  tasks {ph.tasks}",
+                flush=True,
             )
-        sizes = list(results)
+    names = list(next(iter(results.values())))
+    sizes = list(results)
+    print()
+    print(f"{'phase (CPU s, +RSS MB)':26s}" + "".join(f"{n:>20,}" for n in sizes) + "   growth")
+    for name in names:
+        cells = [
+            f"{results[n][name].wall:9.1f} MB"
+            if name == STATE_MB
+            else f"{results[n][name].cpu:8.3f}s {results[n][name].mb:6.0f}MB"
+            for n in sizes
+        ]
         growth = [
-            results[b][name][0] / max(results[a][name][0], 1e-9) for a, b in zip(sizes, sizes[1:])
+            results[b][name].cpu / max(results[a][name].cpu, 1e-9)
+            for a, b in itertools.pairwise(sizes)
         ]
         print(
             f"{name:26s}"
-            + "".join(f"{c:>22s}" for c in cells)
+            + "".join(f"{c:>20s}" for c in cells)
             + "   "
             + ", ".join(f"{g:.1f}x" for g in growth)
         )
-    print("\n(cells: seconds, growth of peak RSS, tasks run; a rerun's growth should stay near 1x)")
+    print(
+        "\n(CPU seconds of this process, so the figures hold on a loaded machine; growth is "
+        "from one size to the next: a rerun's should stay near 1x, recording and reports grow "
+        "with the tiles)"
+    )
     return 0
 
 

@@ -25,8 +25,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grouputils.core.errors import GroupUtilsError
+
+if TYPE_CHECKING:  # imported lazily at run time: `grouputils --help` stays light
+    import pandas as pd
+
+    from grouputils.core.config import Config
+    from grouputils.run.pipeline import RunReport
 
 __all__ = ["build_parser", "cmd_sample", "cmd_run", "cmd_plan", "main"]
 
@@ -147,9 +154,10 @@ def _add_plan(sub: argparse._SubParsersAction) -> None:
         help="time a few inputs and project time, node-hours, memory and output of a whole run",
         description=(
             "Run the pipeline serially on a few files of INPUT_DIR spanning its size range (in a "
-            "temporary folder; nothing else is written), fit seconds, peak memory and output against "
-            "input size, and print serial time, wall time and node-hours on NODES x CORES, memory per "
-            "worker, safe workers per node, output size and file count, with the fit's uncertainty."
+            "temporary folder; nothing else is written), fit seconds, peak memory and output "
+            "against input size, and print serial time, wall time and node-hours on NODES x CORES, "
+            "memory per worker, safe workers per node, output size and file count, with the fit's "
+            "uncertainty."
         ),
     )
     p.add_argument("input_dir", type=Path, metavar="INPUT_DIR")
@@ -197,7 +205,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         node_memory_mb=None if args.node_memory_gb is None else args.node_memory_gb * 1e3,
     )
     print(
-        f"{'timed file':40s} {'MB':>8s} {'seconds':>8s} {'peak MB':>8s} {'out MB':>8s} {'out files':>9s}"
+        f"{'timed file':40s} {'MB':>8s} {'seconds':>8s} {'peak MB':>8s} {'out MB':>8s} "
+        f"{'out files':>9s}"
     )
     for t in result.timings:
         print(
@@ -267,11 +276,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _print_run(report, config) -> None:  # a grouputils.run.pipeline.RunReport
+def _print_run(report: RunReport, config: Config) -> None:
     s = report.summary
     print()
     print(
-        f"{'step':18s} {'items':>6s} {'done':>6s} {'skipped':>8s} {'failed':>7s} {'seconds':>8s} {'peak MB':>8s}"
+        f"{'step':18s} {'items':>6s} {'done':>6s} {'skipped':>8s} {'failed':>7s} "
+        f"{'seconds':>8s} {'peak MB':>8s}"
     )
     for st in report.steps:
         print(
@@ -289,7 +299,8 @@ def _print_run(report, config) -> None:  # a grouputils.run.pipeline.RunReport
     print(f"tiles per zoom         {tiles}")
     blocks = f" x {s['blocks']} blocks" if s.get("blocks", 1) > 1 else ""
     print(
-        f"executor               {s['executor']} ({s['workers']} workers{blocks}), start-up {s['executor_startup_s']:.1f} s"
+        f"executor               {s['executor']} ({s['workers']} workers{blocks}), "
+        f"start-up {s['executor_startup_s']:.1f} s"
     )
     print(f"wall time              {s['wall_s']:.1f} s")
     from grouputils.core.layout import Layout
@@ -305,7 +316,7 @@ def _print_run(report, config) -> None:  # a grouputils.run.pipeline.RunReport
         print(f"FAILED {f['step']}: {f['item']}: {f['error']}", file=sys.stderr)
 
 
-def _print_summary(table) -> None:  # a pandas.DataFrame from samples.summarize
+def _print_summary(table: pd.DataFrame) -> None:  # from samples.summarize
     shown = table.copy()
     shown["mb"] = shown["mb"].map(lambda v: f"{v:.2f}")
     for col in ("west", "south", "east", "north"):
@@ -373,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = getattr(e, "filename", None) or "the outputs"
         print(
             f"grouputils {args.command}: error: no space left on device writing {where}: "
-            "free some space (or choose another output folder) and run again; finished outputs are kept",
+            "free some space (or choose another output folder) and run again; "
+            "finished outputs are kept",
             file=sys.stderr,
         )
         return 1

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Set up .venv with the test extras (and Debian's chromium and bubblewrap),
+# check the package with ruff and mypy (either failing fails the command),
 # then run the default test suite. Extra arguments go to pytest, e.g.
 # `bash scripts/test.sh -m slow` for the course-scale checks.
 set -euo pipefail
@@ -17,4 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 bash scripts/setup.sh
+# lint and types (settings in pyproject.toml: [tool.ruff], [tool.mypy] checks grouputils/)
+.venv/bin/ruff check grouputils benchmarks/bench_bookkeeping.py
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

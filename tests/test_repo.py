@@ -36,7 +36,7 @@ def test_ci_runs_exactly_the_readme_test_command():
     quick = (REPO / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
     cmds = _commands(quick)
     test_cmds = [c for c in cmds if "test" in c]
-    assert len(test_cmds) == 1, f"README quick start should have one test command, found {test_cmds}"
+    assert len(test_cmds) == 1, f"README quick start should have one test command: {test_cmds}"
     assert _ci_commands() == test_cmds
 
 
@@ -104,3 +104,29 @@ def test_readme_config_examples_build_a_config_and_a_slurm_config(tmp_path):
     provider = parsl_config.executors[0].provider
     assert provider.partition == slurm["partition"]
     assert provider.account == slurm["account"]
+
+
+def _script_commands(path: Path) -> list[str]:
+    """Command lines of a shell script (no comments, no blank lines)."""
+    lines = [ln.split(" #")[0].strip() for ln in path.read_text().splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def test_test_command_runs_ruff_and_mypy_before_pytest():
+    """`scripts/test.sh` (what CI runs) fails on a ruff or mypy error before any test runs."""
+    cmds = _script_commands(REPO / "scripts" / "test.sh")
+    assert "set -euo pipefail" in cmds  # a failing linter stops the script
+    ruff = [i for i, c in enumerate(cmds) if c.startswith(".venv/bin/ruff check")]
+    mypy = [i for i, c in enumerate(cmds) if c == ".venv/bin/mypy"]
+    tests = [i for i, c in enumerate(cmds) if "-m pytest" in c]
+    setup = [i for i, c in enumerate(cmds) if c == "bash scripts/setup.sh"]
+    assert ruff and mypy and tests and setup, cmds
+    assert setup[0] < ruff[0] < tests[0] and setup[0] < mypy[0] < tests[0]
+    assert "grouputils" in cmds[ruff[0]].split()[2:], "ruff must check the package"
+    # neither linter is allowed to fail quietly
+    for i in ruff + mypy:
+        assert "||" not in cmds[i] and "--exit-zero" not in cmds[i], cmds[i]
+    # mypy without arguments checks what pyproject.toml names: the package
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "grouputils" in data["tool"]["mypy"]["files"]
+    assert "C90" in data["tool"]["ruff"]["lint"]["select"]

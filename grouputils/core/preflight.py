@@ -53,7 +53,7 @@ def input_columns(path: Path, wanted_layer: str) -> dict[str, np.dtype] | None:
         info = pyogrio.read_info(path, layer=layer)
     except Exception:  # noqa: BLE001 - pyogrio raises DataSourceError and others; staging words them
         return None
-    return {str(n): np.dtype(t) for n, t in zip(info["fields"], info["dtypes"])}
+    return {str(n): np.dtype(t) for n, t in zip(info["fields"], info["dtypes"], strict=True)}
 
 
 def _files(paths: Sequence[Path], root: Path) -> str:

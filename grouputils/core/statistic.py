@@ -36,6 +36,7 @@ StrictInt = Annotated[int, Field(strict=True)]
 
 #: What a statistic name may hold: it becomes a folder name (``web_tiles/<name>/``) and a band name.
 STATISTIC_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+#: Model configuration of every settings table: an unknown key is an error.
 FORBID = ConfigDict(extra="forbid")
 
 

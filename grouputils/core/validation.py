@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +229,7 @@ def friendly_errors(cls: type, nested: Mapping[str, type] | None = None) -> type
     type
         ``cls``.
     """
-    init = cls.__init__
+    init: Callable[..., None] = vars(cls)["__init__"]  # the dataclass's own generated one
     names = [f.name for f in dataclasses.fields(cls)]
     known = {
         "": names,
@@ -241,7 +241,8 @@ def friendly_errors(cls: type, nested: Mapping[str, type] | None = None) -> type
         try:
             init(self, *args, **kwargs)
         except ValidationError as e:
-            raw = dict(zip(names, args)) | kwargs
+            # positional arguments may be fewer than the fields (the rest have defaults)
+            raw = dict(zip(names, args, strict=False)) | kwargs
             source = cls.__name__
             if "name" in names and isinstance(raw.get("name"), str):
                 source = f"{cls.__name__} {raw['name']!r}"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 __all__ = ["Failure"]
 
-#: The folder that holds the ``grouputils`` package (``grouputils/run/failures.py`` -> its grandparent).
+#: The folder that holds the ``grouputils`` package
+#: (``grouputils/run/failures.py`` -> its grandparent).
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -55,7 +55,7 @@ class LinearFit:
         return self.intercept + self.slope * x
 
     def total(self, n: int, sum_x: float) -> tuple[float, float]:
-        """Sum of the fitted values over ``n`` points whose ``x`` add up to ``sum_x``, and its standard error."""
+        """Sum of the fitted values over ``n`` points of total ``sum_x``, and its standard error."""
         value = n * self.intercept + self.slope * sum_x
         var = n * n * self.var_intercept + sum_x * sum_x * self.var_slope + 2 * n * sum_x * self.cov
         return value, math.sqrt(var) if var >= 0 else math.nan
@@ -217,19 +217,24 @@ def format_projection(p: Projection) -> str:
     lines = [
         f"input                  {p.n_files:,} files, {p.input_bytes / 1e9:,.3f} GB "
         f"(largest {p.largest_file_bytes / 1e6:,.1f} MB)",
-        f"serial time            {_pm(p.serial_s / 3600, p.serial_se / 3600, '{:,.2f}')} h ({_hms(p.serial_s)})",
-        f"cluster                {p.nodes} nodes x {p.cores_per_node} cores, {p.workers_per_node} workers per node",
-        f"wall time              {_pm(p.wall_s / 3600, p.wall_se / 3600, '{:,.2f}')} h ({_hms(p.wall_s)})",
+        f"serial time            {_pm(p.serial_s / 3600, p.serial_se / 3600, '{:,.2f}')} h "
+        f"({_hms(p.serial_s)})",
+        f"cluster                {p.nodes} nodes x {p.cores_per_node} cores, "
+        f"{p.workers_per_node} workers per node",
+        f"wall time              {_pm(p.wall_s / 3600, p.wall_se / 3600, '{:,.2f}')} h "
+        f"({_hms(p.wall_s)})",
         f"node-hours             {_pm(p.node_hours, p.node_hours_se, '{:,.2f}')}",
-        f"memory per worker      {p.memory_per_worker_mb:,.0f} MB (peak at the largest file, fit + 2 sd)",
+        f"memory per worker      {p.memory_per_worker_mb:,.0f} MB "
+        "(peak at the largest file, fit + 2 sd)",
     ]
-    if p.max_safe_workers_per_node is not None:
+    if p.max_safe_workers_per_node is not None and p.node_memory_mb is not None:
         lines.append(
             f"safe workers per node  {p.max_safe_workers_per_node} "
             f"(80 % of {p.node_memory_mb / 1e3:,.1f} GB node memory)"
         )
     lines += [
-        f"output size            {_pm(p.output_bytes / 1e9, p.output_bytes_se / 1e9, '{:,.3f}')} GB",
+        f"output size            "
+        f"{_pm(p.output_bytes / 1e9, p.output_bytes_se / 1e9, '{:,.3f}')} GB",
         f"output files           {_pm(p.output_files, p.output_files_se, '{:,.0f}')}",
     ]
     return "\n".join(lines)

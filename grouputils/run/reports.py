@@ -8,7 +8,7 @@ reads them back from the GeoTIFFs' tags).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -16,13 +16,40 @@ from grouputils.core.config import Config
 from grouputils.core.raster.tags import SUMMARY_BAND_FIELDS, SUMMARY_FIELDS
 from grouputils.run.state import RunState
 
-__all__ = ["run_totals", "raster_summary"]
+__all__ = ["RunSummary", "RunTotals", "run_totals", "raster_summary"]
 
 #: Summary fields of a GeoTIFF row (the ``GROUPUTILS_*`` tags) and band columns, in column order.
 BAND_FIELDS = tuple(SUMMARY_BAND_FIELDS)
 
 
-def run_totals(state: RunState, config: Config) -> dict[str, Any]:
+class RunTotals(TypedDict):
+    """The figures of a recorded run (see :func:`run_totals`)."""
+
+    input_files: int
+    polygons_read: int
+    unique_polygons: int
+    duplicates_flagged: int
+    polygons_repaired: int
+    polygons_dropped: int
+    covered_area_km2: float
+    staged_tiles: int
+    geotiff_tiles_per_zoom: dict[int, int]
+
+
+class RunSummary(RunTotals):
+    """``run-summary.json``: the totals, then how the run went."""
+
+    executor: str
+    workers: int
+    blocks: int
+    executor_startup_s: float
+    wall_s: float
+    steps: list[dict[str, Any]]
+    failures: list[dict[str, Any]]
+    stac_catalog: str | None
+
+
+def run_totals(state: RunState, config: Config) -> RunTotals:
     """Polygons, duplicates, covered area and tiles per zoom level of the recorded run.
 
     Parameters
@@ -34,7 +61,7 @@ def run_totals(state: RunState, config: Config) -> dict[str, Any]:
 
     Returns
     -------
-    dict
+    RunTotals
         ``input_files``, ``polygons_read``, ``unique_polygons``,
         ``duplicates_flagged`` (duplicates counted at their centroid's tile),
         ``polygons_repaired``, ``polygons_dropped``, ``covered_area_km2``
@@ -60,7 +87,7 @@ def run_totals(state: RunState, config: Config) -> dict[str, Any]:
 
 
 def raster_summary(state: RunState, config: Config) -> pd.DataFrame:
-    """One row per recorded GeoTIFF, as :meth:`~grouputils.core.rasterize.RasterTiler.summary` gives it.
+    """One row per recorded GeoTIFF, as :meth:`.RasterTiler.summary` gives it.
 
     Parameters
     ----------
@@ -79,24 +106,21 @@ def raster_summary(state: RunState, config: Config) -> pd.DataFrame:
     from grouputils.core.tiles import Tile, tile_to_str
 
     band_cols = [f"{n}_{b}" for n in config.statistic_names for b in BAND_FIELDS]
-    rows = []
-    for (z, x, y), row in state.rows("geotiff").items():
-        rec: dict[str, Any] = {
-            "tile": tile_to_str(Tile(x, y, z)),
-            "z": z,
-            "x": x,
-            "y": y,
-            "path": row.files[0][0],
-        }
-        for key in SUMMARY_FIELDS:
-            rec[key] = row.info.get(key)
-        for col in band_cols:
-            v = row.info.get(col)
-            rec[col] = float("nan") if v is None else v
-        rows.append(rec)
-    frame = pd.DataFrame(rows, columns=["tile", "z", "x", "y", "path", *SUMMARY_FIELDS, *band_cols])
-    if len(frame):
-        frame = frame.sort_values(["z", "x", "y"], ascending=[False, True, True], ignore_index=True)
-        for key in SUMMARY_FIELDS[1:]:
-            frame[key] = frame[key].astype("Int64")
+    columns = ["z", "x", "y", "path", *SUMMARY_FIELDS, *band_cols]
+    chunks = []
+    for rows in state.info_columns("geotiff", [*SUMMARY_FIELDS, *band_cols]):
+        chunk = pd.DataFrame.from_records(rows, columns=columns)
+        chunk.insert(
+            0,
+            "tile",
+            [tile_to_str(Tile(x, y, z)) for z, x, y in zip(chunk.z, chunk.x, chunk.y, strict=True)],
+        )
+        chunks.append(chunk)
+    if not chunks:
+        return pd.DataFrame(columns=["tile", *columns])
+    frame = pd.concat(chunks, ignore_index=True)
+    for key in SUMMARY_FIELDS[1:]:
+        frame[key] = frame[key].astype("Int64")
+    for col in band_cols:  # a statistic without data pixels is NaN
+        frame[col] = frame[col].astype("float64")
     return frame

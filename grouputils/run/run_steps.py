@@ -88,7 +88,9 @@ def _stage(ctx: Context, rep: Any) -> None:
             removed += stager.unstage(config.dir_input / m["source"])
     todo = [p for p in inputs if not stager.is_staged(p)]
     rep.total, rep.skipped = len(inputs), len(inputs) - len(todo)
-    for path, (ok, res) in zip(todo, ctx.runner.map("stage", stager.stage, todo, batch=False)):
+    for path, (ok, res) in zip(
+        todo, ctx.runner.map("stage", stager.stage, todo, batch=False), strict=True
+    ):
         if ok:
             rep.done += 1
         else:
@@ -112,7 +114,7 @@ def _finalize(ctx: Context, rep: Any) -> None:
     """2. finalize (the per-tile reduce: duplicate flags); staged tiles recorded in the state."""
     state, z = ctx.state, ctx.config.z
     expected = {_key(t): fp for t, fp in ctx.stager.expected_fingerprints().items()}
-    recorded = {k: r.fingerprint for k, r in state.rows("staged").items()}
+    recorded = state.all_fingerprints("staged")
     damaged = set(state.damaged("staged", ctx.root))
     todo = {k for k, fp in expected.items() if recorded.get(k) != fp or k in damaged}
     todo |= set(recorded) - set(expected)
@@ -140,7 +142,7 @@ def _finalize(ctx: Context, rep: Any) -> None:
 
     def record(batch: list[Key], results: list[tuple[bool, Any]]) -> None:
         with state.transaction():
-            for key, (ok, rec) in zip(batch, results):
+            for key, (ok, rec) in zip(batch, results, strict=True):
                 if not ok:
                     continue
                 if rec.get("removed"):
@@ -224,11 +226,13 @@ def _parents(ctx: Context, rep: Any) -> None:
     settings = _raster_settings(ctx.config)
 
     def expected(keys: list[Key]) -> dict[Key, str]:
+        kids = {k: [_key(c) for c in tiles.get_child_tiles(_tile(k))] for k in keys}
+        recorded = state.fingerprints("geotiff", (c for cs in kids.values() for c in cs))
         out = {}
-        for k in keys:
-            fps = state.fingerprints("geotiff", [_key(c) for c in tiles.get_child_tiles(_tile(k))])
+        for k, cs in kids.items():
+            fps = sorted(recorded[c] for c in cs if c in recorded)
             if fps:
-                out[k] = _fingerprint(sorted(fps.values()), settings)
+                out[k] = _fingerprint(fps, settings)
         return out
 
     for z in range(ctx.config.z - 1, tiles.min_zoom - 1, -1):
@@ -312,7 +316,7 @@ def _raster_settings(config: Config) -> str:
 
 
 def collect(rep: Any, items: Sequence[Any], results: Sequence[tuple[bool, Any]]) -> None:
-    for item, (ok, res) in zip(items, results):
+    for item, (ok, res) in zip(items, results, strict=True):
         if ok:
             rep.done += 1
         else:

@@ -151,7 +151,8 @@ class RunLock:
                 pass
         else:
             log.warning(
-                "%s: taking over a stale run lock of pid %s on %s (started %s), which is no longer running",
+                "%s: taking over a stale run lock of pid %s on %s (started %s), "
+                "which is no longer running",
                 self.what,
                 stale.get("pid"),
                 stale.get("host"),
@@ -161,7 +162,10 @@ class RunLock:
 
     def _held_message(self, other: dict[str, Any]) -> str:
         if not other:
-            return f"{self.what} is locked by another run (unreadable lock file {self.path}); if no run is using it, delete that file"
+            return (
+                f"{self.what} is locked by another run (unreadable lock file {self.path}); "
+                "if no run is using it, delete that file"
+            )
         where = (
             "this host"
             if other.get("host") == socket.gethostname()

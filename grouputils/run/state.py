@@ -48,6 +48,12 @@ STATE_DIR = PRIVATE_DIR
 #: ``(z, x, y)`` of a tile.
 Key = tuple[int, int, int]
 
+#: SQLite page cache of the main process, in KiB.
+_CACHE_KB = 64 * 1024
+
+#: Most values bound in one ``IN (...)`` list (well under SQLite's variable limit).
+_IN_CHUNK = 500
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inputs (
     source TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
@@ -110,6 +116,8 @@ class RunState:
         self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions only
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # a page cache that holds the hot part of a million-tile state (default: 2 MB)
+        self.db.execute(f"PRAGMA cache_size=-{_CACHE_KB}")
         self.db.executescript(_SCHEMA)
         self._in_transaction = False
         self._changed = False
@@ -143,6 +151,13 @@ class RunState:
     def generation(self) -> int:
         """Counter bumped by every change of an output row."""
         return int(self.get_meta("generation", "0") or 0)
+
+    @staticmethod
+    def _where(kind: str, z: int | None) -> tuple[str, tuple[str | int, ...]]:
+        """``WHERE`` clause and arguments selecting the tiles of ``kind`` (of zoom ``z``)."""
+        if z is None:
+            return "WHERE kind=?", (kind,)
+        return "WHERE kind=? AND z=?", (kind, z)
 
     def _bump(self) -> None:
         if self._in_transaction:  # once per transaction, at its commit
@@ -186,42 +201,72 @@ class RunState:
     # ------------------------------------------------------------------- tiles
     def rows(self, kind: str, z: int | None = None) -> dict[Key, TileRow]:
         """Every recorded tile of ``kind`` (of zoom ``z``)."""
-        sql, args = (
-            "SELECT z, x, y, fingerprint, files, info, seconds FROM tiles WHERE kind=?",
-            [kind],
-        )
-        if z is not None:
-            sql, args = sql + " AND z=?", [kind, z]
+        where, args = self._where(kind, z)
+        sql = f"SELECT z, x, y, fingerprint, files, info, seconds FROM tiles {where}"
         return {
             (z_, x, y): TileRow(fp, json.loads(files), json.loads(info), seconds or 0.0)
             for z_, x, y, fp, files, info, seconds in self.db.execute(sql, args)
         }
 
-    def fingerprints(self, kind: str, keys: Sequence[Key]) -> dict[Key, str]:
-        """Recorded fingerprints of the given tiles (absent ones left out)."""
+    def info_columns(
+        self, kind: str, fields: Sequence[str], chunk: int = 100_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """``(z, x, y, first file's path, info[field] for each field)`` of every tile of ``kind``.
+
+        Sorted by z (highest first), x, y, in lists of up to ``chunk`` rows;
+        a field the tile's ``info`` lacks (or holds as null) is ``None``. The
+        JSON is read by SQLite: no row is turned into Python objects whole.
+        """
+        cols = ", ".join(["json_extract(info, ?)"] * len(fields))
+        cur = self.db.execute(
+            f"SELECT z, x, y, json_extract(files, '$[0][0]'){', ' if cols else ''}{cols} "
+            "FROM tiles WHERE kind=? ORDER BY z DESC, x, y",
+            (*(_json_key(f) for f in fields), kind),
+        )
+        while rows := cur.fetchmany(chunk):
+            yield rows
+
+    def all_fingerprints(self, kind: str) -> dict[Key, str]:
+        """Recorded fingerprint of every tile of ``kind``."""
+        return {
+            (z, x, y): fp
+            for z, x, y, fp in self.db.execute(
+                "SELECT z, x, y, fingerprint FROM tiles WHERE kind=?", (kind,)
+            )
+        }
+
+    def fingerprints(self, kind: str, keys: Iterable[Key]) -> dict[Key, str]:
+        """Recorded fingerprints of the given tiles (absent ones left out).
+
+        One query per column of tiles (same ``z`` and ``x``) and up to
+        ``_IN_CHUNK`` rows, each a set of primary-key look-ups: a rerun pays
+        for the tiles it asks about, not for the whole table.
+        """
+        columns: dict[tuple[int, int], list[int]] = {}
+        for z, x, y in keys:
+            columns.setdefault((z, x), []).append(y)
         out: dict[Key, str] = {}
-        for key in keys:
-            row = self.db.execute(
-                "SELECT fingerprint FROM tiles WHERE kind=? AND z=? AND x=? AND y=?", (kind, *key)
-            ).fetchone()
-            if row is not None:
-                out[key] = row[0]
+        for (z, x), ys in columns.items():
+            for chunk in iter_chunks(ys, _IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                for y, fp in self.db.execute(
+                    "SELECT y, fingerprint FROM tiles WHERE kind=? AND z=? AND x=? "
+                    f"AND y IN ({marks})",
+                    (kind, z, x, *chunk),
+                ):
+                    out[(z, x, y)] = fp
         return out
 
     def keys(self, kind: str, z: int | None = None) -> list[Key]:
         """Recorded tiles of ``kind`` (of zoom ``z``), sorted by z, x, y."""
-        sql, args = "SELECT z, x, y FROM tiles WHERE kind=?", [kind]
-        if z is not None:
-            sql, args = sql + " AND z=?", [kind, z]
-        rows = self.db.execute(sql + " ORDER BY z, x, y", args)
+        where, args = self._where(kind, z)
+        rows = self.db.execute(f"SELECT z, x, y FROM tiles {where} ORDER BY z, x, y", args)
         return [(int(z), int(x), int(y)) for z, x, y in rows]
 
     def count(self, kind: str, z: int | None = None) -> int:
         """Number of recorded tiles of ``kind`` (of zoom ``z``)."""
-        sql, args = "SELECT COUNT(*) FROM tiles WHERE kind=?", [kind]
-        if z is not None:
-            sql, args = sql + " AND z=?", [kind, z]
-        return int(self.db.execute(sql, args).fetchone()[0])
+        where, args = self._where(kind, z)
+        return int(self.db.execute(f"SELECT COUNT(*) FROM tiles {where}", args).fetchone()[0])
 
     def zooms(self, kind: str) -> dict[int, int]:
         """Tiles of ``kind`` per zoom level."""
@@ -254,13 +299,9 @@ class RunState:
 
     def info_total(self, kind: str, field: str, z: int | None = None) -> float:
         """Sum of ``info[field]`` over the tiles of ``kind`` (of zoom ``z``)."""
-        sql, args = (
-            "SELECT TOTAL(json_extract(info, '$.' || ?)) FROM tiles WHERE kind=?",
-            [field, kind],
-        )
-        if z is not None:
-            sql, args = sql + " AND z=?", [field, kind, z]
-        return float(self.db.execute(sql, args).fetchone()[0])
+        where, args = self._where(kind, z)
+        sql = f"SELECT TOTAL(json_extract(info, ?)) FROM tiles {where}"
+        return float(self.db.execute(sql, (_json_key(field), *args)).fetchone()[0])
 
     # ------------------------------------------------------------------- dirty
     def mark(self, kind: str, keys: Iterable[Key]) -> None:
@@ -288,10 +329,8 @@ class RunState:
 
     def dirty(self, kind: str, z: int | None = None) -> list[Key]:
         """Tiles marked for the ``kind`` step (of zoom ``z``), sorted by z, x, y."""
-        sql, args = "SELECT z, x, y FROM dirty WHERE kind=?", [kind]
-        if z is not None:
-            sql, args = sql + " AND z=?", [kind, z]
-        rows = self.db.execute(sql + " ORDER BY z, x, y", args)
+        where, args = self._where(kind, z)
+        rows = self.db.execute(f"SELECT z, x, y FROM dirty {where} ORDER BY z, x, y", args)
         return [(int(z), int(x), int(y)) for z, x, y in rows]
 
     # ---------------------------------------------------------------- checking
@@ -308,6 +347,11 @@ class RunState:
             if not _intact(root, json.loads(files)):
                 out.append((z, x, y))
         return out
+
+
+def _json_key(field: str) -> str:
+    """SQLite JSON path of a top-level key (quoted: names may hold ``-``)."""
+    return '$."' + field.replace('"', '\\"') + '"'
 
 
 def _intact(root: Path, files: list[list[Any]]) -> bool:

@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -26,6 +26,8 @@ from grouputils.core.tiles import Tile, key_tile
 from grouputils.run.state import Key, RunState, TileRow, file_entry
 
 __all__ = [
+    "Removed",
+    "TileRecord",
     "TileStep",
     "run_tile_step",
     "fingerprint",
@@ -34,6 +36,21 @@ __all__ = [
     "parent_task",
     "webtile_task",
 ]
+
+
+class TileRecord(TypedDict):
+    """What a tile task returns to the main process, recorded as a :class:`.TileRow`."""
+
+    files: list[list[Any]]  #: [path relative to the output folder, size, mtime_ns] per file
+    info: dict[str, Any]  #: counts, covered area, band statistics
+    seconds: float
+    fingerprint: NotRequired[str]  #: a staged tile's parts fingerprint (finalize only)
+
+
+class Removed(TypedDict):
+    """A staged tile with no parts left: its file was removed."""
+
+    removed: bool
 
 
 def fingerprint(*parts: Any) -> str:
@@ -45,7 +62,7 @@ def fingerprint(*parts: Any) -> str:
 def _band_info(values: np.ndarray, names: Sequence[str]) -> dict[str, float | None]:
     """``<name>_min/_max/_mean/_sum`` over data pixels, as the GeoTIFF's band tags hold them."""
     out: dict[str, float | None] = {}
-    for name, band in zip(names, values):
+    for name, band in zip(names, values, strict=True):
         ok = ~np.isnan(band)
         v = band[ok].astype("f8")
         for short, f in (("min", np.min), ("max", np.max), ("mean", np.mean), ("sum", np.sum)):
@@ -55,7 +72,7 @@ def _band_info(values: np.ndarray, names: Sequence[str]) -> dict[str, float | No
 
 def _raster_record(
     rasterizer: Any, tile: Tile, values: np.ndarray, tags: dict[str, Any], t0: float
-) -> dict[str, Any]:
+) -> TileRecord:
     from grouputils.core.rasterize import pixel_areas_m2
 
     config = rasterizer.config
@@ -73,7 +90,7 @@ def _raster_record(
     }
 
 
-def finalize_task(stager: Any, key: Key) -> dict[str, Any]:
+def finalize_task(stager: Any, key: Key) -> TileRecord | Removed:
     """Finalize one staged tile; its record (``removed`` if it has no parts left)."""
     t0 = time.perf_counter()
     res = stager.finalize_tile(key_tile(key))
@@ -92,7 +109,7 @@ def finalize_task(stager: Any, key: Key) -> dict[str, Any]:
     }
 
 
-def adopt_staged(stager: Any, key: Key, fingerprint: str) -> dict[str, Any] | None:
+def adopt_staged(stager: Any, key: Key, fingerprint: str) -> TileRecord | None:
     """The record of a staged tile already finalized from the expected parts, or None.
 
     A run killed between writing a staged tile and recording it leaves a
@@ -131,7 +148,7 @@ def adopt_staged(stager: Any, key: Key, fingerprint: str) -> dict[str, Any] | No
     }
 
 
-def rasterize_task(rasterizer: Any, key: Key) -> dict[str, Any]:
+def rasterize_task(rasterizer: Any, key: Key) -> TileRecord:
     """Rasterize one staged tile; its record (counts, band statistics, covered area)."""
     t0 = time.perf_counter()
     tile, values, tags = rasterizer.rasterize_vector_bands(
@@ -140,14 +157,14 @@ def rasterize_task(rasterizer: Any, key: Key) -> dict[str, Any]:
     return _raster_record(rasterizer, tile, values, tags, t0)
 
 
-def parent_task(rasterizer: Any, key: Key) -> dict[str, Any]:
+def parent_task(rasterizer: Any, key: Key) -> TileRecord:
     """Build one parent GeoTIFF from its children; its record."""
     t0 = time.perf_counter()
     tile, values, tags = rasterizer.parent_geotiff_bands(key_tile(key))
     return _raster_record(rasterizer, tile, values, tags, t0)
 
 
-def webtile_task(rasterizer: Any, key: Key) -> dict[str, Any]:
+def webtile_task(rasterizer: Any, key: Key) -> TileRecord:
     """Colour one GeoTIFF into its web tiles; their record."""
     t0 = time.perf_counter()
     paths = rasterizer.webtile(rasterizer.tiles.path("geotiff", key_tile(key)))
@@ -187,7 +204,7 @@ class TileStep:
     kind: str
     candidates: list[Key]
     expected: Callable[[list[Key]], dict[Key, str]]
-    task: Callable[[Key], dict[str, Any]]
+    task: Callable[[Key], TileRecord]
     remove: Callable[[Key], None]
     downstream: Callable[[Key], list[tuple[str, Key]]]
 
@@ -222,6 +239,7 @@ def run_tile_step(
     want = step.expected(keys)
     recorded = state.fingerprints(step.kind, keys)
     todo: list[Key] = []
+    up_to_date: list[Key] = []
     with state.transaction():
         for key in keys:
             if key not in want:  # its inputs are gone
@@ -229,14 +247,15 @@ def run_tile_step(
                 if key in recorded:
                     state.delete(step.kind, key)
                     _mark_downstream(state, step, key)
-                state.clean(step.kind, key)
+                up_to_date.append(key)
             elif recorded.get(key) == want[key] and key not in damaged:
-                state.clean(step.kind, key)
+                up_to_date.append(key)
             else:
                 todo.append(key)
+        state.clean_many(step.kind, up_to_date)
 
     def record(items: list[Key], results: list[tuple[bool, Any]]) -> None:
-        done = [(key, rec) for key, (ok, rec) in zip(items, results) if ok]
+        done = [(key, rec) for key, (ok, rec) in zip(items, results, strict=True) if ok]
         with state.transaction():
             state.put_many(
                 step.kind,
