@@ -41,6 +41,12 @@ _LAZY = {
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from grouputils.core.config import Config, Statistic, load_config_file  # noqa: F401
+    from grouputils.core.cores import (  # noqa: F401
+        WorkerCapWarning,
+        clamp_workers,
+        core_limits,
+        usable_cores,
+    )
     from grouputils.core.errors import (  # noqa: F401
         ConfigError,
         InputError,
@@ -50,12 +56,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
     from grouputils.core.rasterize import RasterTiler, initialize_rasterizer  # noqa: F401
     from grouputils.core.staging import StageResult, TileStager, initialize_stager  # noqa: F401
     from grouputils.core.tiles import Tile, Tiles  # noqa: F401
-    from grouputils.core.cores import (  # noqa: F401
-        WorkerCapWarning,
-        clamp_workers,
-        core_limits,
-        usable_cores,
-    )
     from grouputils.run.batches import choose_batch_size, make_batch  # noqa: F401
     from grouputils.run.executors import TaskError, parallel_map, serial_map  # noqa: F401
     from grouputils.run.monitor import Profiled, ResourceProfile, profile_resources  # noqa: F401
@@ -66,9 +66,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily
         plot_sweep,
         plot_tiles,
     )
+    from grouputils.teaching.samples import generate_dataset, sample_dir, sample_files  # noqa: F401
     from grouputils.teaching.sweeps import SweepResult, sweep_workers  # noqa: F401
     from grouputils.teaching.verdict import Verdict, classify_bound  # noqa: F401
-    from grouputils.teaching.samples import generate_dataset, sample_dir, sample_files  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:
