@@ -165,8 +165,8 @@ class ResourceProfile:
         }
 
     def plot(self, ax: Axes | Sequence[Axes] | None = None) -> Any:
-        """Timeline of CPU, memory and I/O (:func:`grouputils.teaching.plotting.plot_profile`)."""
-        from grouputils.teaching.plotting import plot_profile
+        """Timeline of CPU, memory and I/O (:func:`grouputils.run.monitor_plot.plot_profile`)."""
+        from grouputils.run.monitor_plot import plot_profile
 
         return plot_profile(self, ax=ax)
 
