@@ -35,8 +35,9 @@ Design
 * **datetime**: when the polygons in the tile were acquired
   (:mod:`grouputils.outputs.acquisition`: their ``Date``/``Time``
   attributes, else the date in their input file's name), never when a file
-  was written: one scene gives ``datetime``; several give ``datetime: null``
-  with ``start_datetime``/``end_datetime``; a parent tile spans its children.
+  was written: one scene gives ``datetime``; several give
+  ``start_datetime``/``end_datetime`` and, as ``datetime``, the latest (what
+  the tile shows is the ground as of then); a parent tile spans its children.
   Two identical runs write byte-identical catalogues. Pass ``datetime=`` to
   use one nominal time instead (required when nothing carries a date).
 * **Written atomically**: the catalogue is built in a temporary sibling
@@ -210,7 +211,7 @@ def _item(
         id=item_id(config.tms, tile),
         geometry=geometry,
         bbox=bbox,
-        datetime=first if first == last else None,
+        datetime=last,  # several scenes: the latest (the tile shows the ground as of then)
         start_datetime=None if first == last else first,
         end_datetime=None if first == last else last,
         properties={

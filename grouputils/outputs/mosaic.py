@@ -50,15 +50,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
 import psutil
 import pyproj
 import rasterio
-import xarray as xr
-from affine import Affine
 from morecantile import Tile
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
@@ -67,8 +63,17 @@ from tqdm.auto import tqdm
 from grouputils.core.atomic import atomic_path
 from grouputils.core.config import Config, Statistic
 from grouputils.core.errors import ConfigError, InputError, OutputError
+from grouputils.core.extras import missing_extra
 from grouputils.core.rasterize import cell_areas_m2
 from grouputils.core.tiles import Tiles, tile_from_path, tile_to_str
+
+try:  # the 'mosaic' extra
+    import dask
+    import dask.array as da
+    import xarray as xr
+    from affine import Affine
+except ImportError as e:
+    raise missing_extra("mosaic", e) from e
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
