@@ -20,6 +20,10 @@ import rasterio
 
 from grouputils.core.config import Config
 from grouputils.run.pipeline import run_pipeline
+import xyzservices
+
+from grouputils.core.errors import ConfigError
+from grouputils.core.webtiles import level_range, palette_lut
 from grouputils.outputs.webmap import BASEMAPS, interactive_map, leaflet_assets, write_map_page
 
 #: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
@@ -80,7 +84,7 @@ def test_the_only_online_address_is_the_optional_basemap(config: Config, tmp_pat
     page = config.dir_output / "index.html"
     spec = spec_of(page)
     urls = re.findall(r"https?://[^\s\"'<>)]+", page.read_text())
-    assert urls == [spec["basemap"][0]] == [BASEMAPS[config.tms][0]]
+    assert urls == [spec["basemap"][0]] == [BASEMAPS[config.tms].build_url(scale_factor="")]
     # without the basemap the page holds no online address at all
     offline = config.replace(dir_output=tmp_path / "copy")
     shutil.copytree(config.dir_output / "web_tiles", offline.dir_output / "web_tiles")
@@ -96,6 +100,11 @@ def test_leaflet_is_copied_from_the_installed_package_not_kept_in_the_repository
     assert "images/layers.png" in names
     for name in names:
         assert (dest / name).read_bytes() == (src / name).read_bytes(), name
+    # Leaflet's files come from the XStatic package, with Leaflet's licence next to them
+    assert "xstatic" in src.parts and "leaflet" in src.parts
+    assert "Leaflet 1.9" in (dest / "leaflet.js").read_text()[:200]
+    licence = (dest / "LICENSE.txt").read_text()
+    assert "BSD 2-Clause License" in licence and "Agafonkin" in licence
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert not [f for f in tracked.splitlines() if Path(f).name.startswith("leaflet") and f.endswith((".js", ".css"))]
 
@@ -146,3 +155,31 @@ def test_interactive_map_shows_every_statistic_from_the_notebook_folder(config: 
     assert m.crs["name"] == "EPSG4326"
     with pytest.raises(ValueError, match="not below the notebook folder"):
         interactive_map(config, notebook_dir=config.dir_output / "assets")
+
+
+def test_basemaps_come_from_xyzservices_in_the_map_crs(config: Config, tmp_path: Path) -> None:
+    """Default providers are xyzservices TileProviders in the TMS's CRS; a wrong one is refused."""
+    assert isinstance(BASEMAPS["WebMercatorQuad"], xyzservices.TileProvider)
+    assert BASEMAPS["WebMercatorQuad"] is xyzservices.providers.OpenStreetMap.Mapnik
+    assert BASEMAPS["WorldCRS84Quad"].get("crs") == "EPSG:4326"
+    copy = config.replace(dir_output=tmp_path / "copy")
+    shutil.copytree(config.dir_output / "web_tiles", copy.dir_output / "web_tiles")
+    shutil.copytree(config.dir_output / "geotiff", copy.dir_output / "geotiff")
+    with pytest.raises(ConfigError, match="EPSG:3857"):
+        write_map_page(copy, basemap=xyzservices.providers.OpenStreetMap.Mapnik)
+    mine = xyzservices.TileProvider(name="mine", url="https://example.org/{z}/{y}/{x}.png",
+                                    attribution="<b>me</b>", crs="EPSG:4326", max_zoom=9)
+    spec = spec_of(write_map_page(copy, basemap=mine))
+    assert spec["basemap"] == ["https://example.org/{z}/{y}/{x}.png", "&lt;b&gt;me&lt;/b&gt;", 9]
+
+
+def test_the_legend_scale_in_the_page_is_the_web_tiles_colouring(config: Config) -> None:
+    """The page labels colours with level_range at z_max (scaled per zoom by the page) and the LUT."""
+    spec = spec_of(config.dir_output / "index.html")
+    for layer, stat in zip(spec["layers"], config.statistics, strict=True):
+        scale = layer["scale"]
+        assert [scale["lo"], scale["hi"]] == list(level_range(stat, config.z, config.z))
+        assert scale["sum"] == (stat.resampling == "sum")
+        lut = palette_lut(stat)
+        assert scale["colours"][0] == "#%02x%02x%02x" % tuple(lut[0][:3])
+        assert scale["colours"][-1] == "#%02x%02x%02x" % tuple(lut[255][:3])
