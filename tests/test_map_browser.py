@@ -35,23 +35,29 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from hostile import DESCRIPTION, NAME, NAME_QUOTE, UNIT, hostile_config
+from PIL import Image
 
 from grouputils.core.config import Config
 from grouputils.core.webtiles import level_range
-from grouputils.run.pipeline import run_pipeline
 from grouputils.outputs.webmap import write_map_page
+from grouputils.run.pipeline import run_pipeline
 
-#: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
+#: The shipped samples in the repository (not samples.sample_dir(), which
+#: $GROUPUTILS_DATA redirects).
 SAMPLES = Path(__file__).resolve().parents[1] / "data-samples"
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 FIXTURE = ("scene03_WV03_20150814.gpkg", "scene07_WV03_20160728.gpkg", "scene08_WV03_20180704.gpkg")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 BACKGROUND = (0xF4, 0xF4, 0xF0)  # the page's #map background
 TIMEOUT_MS = 60_000  # a busy shared machine
@@ -125,9 +131,11 @@ def _tiles_loaded(statistic: str) -> str:
 
 
 def _map_pixels(page) -> np.ndarray:
-    """RGB screenshot of the tiles alone: controls (layer list, legend, zoom) and graticule hidden."""
+    """RGB screenshot of the tiles alone: the controls (layer list, legend, zoom) and the
+    graticule hidden."""
     page.add_style_tag(
-        content=".leaflet-control-container, .leaflet-graticule-pane { visibility: hidden !important; }"
+        content=".leaflet-control-container, .leaflet-graticule-pane"
+        " { visibility: hidden !important; }"
     )
     shot = page.screenshot()
     page.evaluate("document.head.lastElementChild.remove()")
@@ -150,7 +158,9 @@ def _dominant_share(pixels: np.ndarray) -> float:
 def _where_you_are(page, config: Config, statistic: str) -> dict:
     """Scale bar, zoom, cursor position, graticule and legend as the page shows them."""
     page.mouse.move(310, 270)
-    page.wait_for_function("() => document.getElementById('cursor-position').textContent.startsWith('Cursor')")
+    page.wait_for_function(
+        "() => document.getElementById('cursor-position').textContent.startsWith('Cursor')"
+    )
     return page.evaluate(
         """() => {
         const m = window.grouputilsMap, b = m.getBounds(), size = m.getSize();
@@ -162,7 +172,8 @@ def _where_you_are(page, config: Config, statistic: str) -> dict:
                 cursor: document.getElementById('cursor-position').textContent,
                 scaleText: scale.textContent, scaleWidth: scale.getBoundingClientRect().width,
                 gratLines: document.querySelectorAll('.leaflet-graticule-pane path').length,
-                gratLabels: [...document.querySelectorAll('.graticule-label')].map(e => e.textContent),
+                gratLabels: [...document.querySelectorAll('.graticule-label')]
+                  .map(e => e.textContent),
                 legendHi: Number(lz.dataset.hi), legendZoom: Number(lz.dataset.zoom),
                 legendText: lz.textContent};
     }"""
@@ -240,19 +251,25 @@ def test_the_map_page_loads_every_tile_offline_and_switches_statistics(served) -
             page.screenshot(path=ARTIFACTS / "map-opening-view.png")
             # one zoom level in: the zoom shown and the legend follow
             page.evaluate("window.grouputilsMap.zoomIn()")
-            page.wait_for_function(f"() => document.getElementById('zoom-level').textContent === '{view['zoom'] + 1}'")
+            page.wait_for_function(
+                f"() => document.getElementById('zoom-level').textContent === '{view['zoom'] + 1}'"
+            )
             page.wait_for_load_state("networkidle")
             view_in = _where_you_are(page, config, count_stat)
             page.evaluate("window.grouputilsMap.zoomOut()")
-            page.wait_for_function(f"() => document.getElementById('zoom-level').textContent === '{view['zoom']}'")
+            page.wait_for_function(
+                f"() => document.getElementById('zoom-level').textContent === '{view['zoom']}'"
+            )
             page.wait_for_function(_tiles_loaded(count_stat))
             page.wait_for_load_state("networkidle")
             legend_before = page.evaluate("document.getElementById('legend').src")
 
             page.locator("label", has_text=cover_stat).locator("input").check()
             page.wait_for_function(_tiles_loaded(cover_stat))
-            page.wait_for_function("() => { const l = document.getElementById('legend');"
-                                   " return l.complete && l.naturalWidth > 0; }")
+            page.wait_for_function(
+                "() => { const l = document.getElementById('legend');"
+                " return l.complete && l.naturalWidth > 0; }"
+            )
             page.wait_for_load_state("networkidle")
             page.screenshot(path=ARTIFACTS / f"map-{cover_stat}.png")
             second = _map_pixels(page)
@@ -268,11 +285,18 @@ def test_the_map_page_loads_every_tile_offline_and_switches_statistics(served) -
     assert blocked == [], "the page asked for something online (the basemap must be off at start)"
     assert failed == []
     assert errors == []
-    assert responses and all(status == 200 for _, status in responses), [r for r in responses if r[1] != 200]
-    tiles = {stat: [path for path, _ in responses if f"/web_tiles/{stat}/{config.tms}/" in path]
-             for stat in (count_stat, cover_stat)}
+    assert responses and all(status == 200 for _, status in responses), [
+        r for r in responses if r[1] != 200
+    ]
+    tiles = {
+        stat: [path for path, _ in responses if f"/web_tiles/{stat}/{config.tms}/" in path]
+        for stat in (count_stat, cover_stat)
+    }
     assert tiles[count_stat] and tiles[cover_stat], "both statistics' tiles were requested"
-    assert all((config.dir_output / path.lstrip("/")).is_file() for path in tiles[count_stat] + tiles[cover_stat])
+    assert all(
+        (config.dir_output / path.lstrip("/")).is_file()
+        for path in tiles[count_stat] + tiles[cover_stat]
+    )
     assert legend_before.endswith(f"web_tiles/{count_stat}/legend.png")
     assert legend_after.endswith(f"web_tiles/{cover_stat}/legend.png")
     assert (f"/web_tiles/{cover_stat}/legend.png", 200) in responses
@@ -312,9 +336,9 @@ def test_script_and_html_in_the_config_never_run_on_the_map_page(
             page.set_default_timeout(TIMEOUT_MS)
             page.route(
                 "**/*",
-                lambda r: r.continue_()
-                if urlparse(r.request.url).hostname == "127.0.0.1"
-                else r.abort(),
+                lambda r: (
+                    r.continue_() if urlparse(r.request.url).hostname == "127.0.0.1" else r.abort()
+                ),
             )
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -381,8 +405,12 @@ def test_turning_the_basemap_on_offline_neither_hangs_nor_loses_the_graticule(se
                 "() => document.getElementById('basemap-note').textContent.includes('unavailable')",
                 timeout=15_000,
             )
-            lines = page.evaluate("document.querySelectorAll('.leaflet-graticule-pane path').length")
-            tiles_left = page.evaluate("document.querySelectorAll('img.leaflet-tile-loaded').length")
+            lines = page.evaluate(
+                "document.querySelectorAll('.leaflet-graticule-pane path').length"
+            )
+            tiles_left = page.evaluate(
+                "document.querySelectorAll('img.leaflet-tile-loaded').length"
+            )
             page.screenshot(path=ARTIFACTS / "map-basemap-offline.png")
             page.locator("label", has_text="Online basemap").locator("input").uncheck()
             note = page.evaluate("document.getElementById('basemap-note').textContent")

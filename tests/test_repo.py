@@ -40,7 +40,9 @@ def test_ci_runs_exactly_the_readme_test_command():
     quick = (REPO / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
     cmds = _commands(quick)
     test_cmds = [c for c in cmds if "test" in c]
-    assert len(test_cmds) == 1, f"README quick start should have one test command, found {test_cmds}"
+    assert len(test_cmds) == 1, (
+        f"README quick start should have one test command, found {test_cmds}"
+    )
     assert _ci_commands() == test_cmds
 
 
@@ -82,11 +84,13 @@ def test_environment_yml_mirrors_pyproject_ranges():
     for name, spec in _pins_pyproject().items():
         cname = rename.get(name, name)
         assert cname in conda, f"{name} is in pyproject.toml but not in environment.yml"
-        assert conda[cname] == spec, f"{name}: pyproject {spec!r} != environment.yml {conda[cname]!r}"
+        assert conda[cname] == spec, (
+            f"{name}: pyproject {spec!r} != environment.yml {conda[cname]!r}"
+        )
 
 
 def _run_blocking(blocked: list[str], code: str) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter in which importing ``blocked`` fails, as if uninstalled."""
+    """Run ``code`` in a fresh interpreter where importing ``blocked`` fails, as if uninstalled."""
     prelude = (
         "import sys\n"
         f"BLOCKED = {blocked!r}\n"
@@ -97,7 +101,11 @@ def _run_blocking(blocked: list[str], code: str) -> subprocess.CompletedProcess:
         "sys.meta_path.insert(0, Block())\n"
     )
     return subprocess.run(
-        [sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=300, cwd=REPO
+        [sys.executable, "-c", prelude + code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
 
 
@@ -206,12 +214,19 @@ def test_the_core_imports_without_the_optional_stacks_and_the_error_names_the_ex
     assert "ipyleaflet" in lines[1] and "pip install 'grouputils[notebook]'" in lines[1]
     data = tomllib.loads((REPO / "pyproject.toml").read_text())
     extras = data["project"]["optional-dependencies"]
-    names = {e: {re.match(r"[A-Za-z0-9_.\-]+", r).group(0).lower() for r in reqs} for e, reqs in extras.items()}
+    names = {
+        e: {re.match(r"[A-Za-z0-9_.\-]+", r).group(0).lower() for r in reqs}
+        for e, reqs in extras.items()
+    }
     assert {"xarray", "rioxarray", "dask"} <= names["mosaic"]
     assert {"contextily", "ipyleaflet"} <= names["notebook"]
-    assert not ({"xarray", "rioxarray", "dask", "contextily", "ipyleaflet"} & set(_core_requirements()))
-    assert "grouputils[mosaic,notebook]" in extras["course"] and "grouputils[course]" in extras["test"]
-    assert '.[${EXTRAS}]' in (REPO / "scripts" / "setup.sh").read_text()
+    assert not (
+        {"xarray", "rioxarray", "dask", "contextily", "ipyleaflet"} & set(_core_requirements())
+    )
+    assert (
+        "grouputils[mosaic,notebook]" in extras["course"] and "grouputils[course]" in extras["test"]
+    )
+    assert ".[${EXTRAS}]" in (REPO / "scripts" / "setup.sh").read_text()
     assert 'EXTRAS="${GROUPUTILS_EXTRAS:-test}"' in (REPO / "scripts" / "setup.sh").read_text()
 
 
