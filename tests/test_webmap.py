@@ -198,7 +198,9 @@ def test_the_legend_scale_in_the_page_is_the_web_tiles_colouring(config: Config)
     spec = spec_of(config.dir_output / "index.html")
     for layer, stat in zip(spec["layers"], config.statistics, strict=True):
         scale = layer["scale"]
-        assert [scale["lo"], scale["hi"]] == list(level_range(stat, config.z, config.z))
+        assert scale["ranges"] == [
+            list(level_range(stat, z, config.z)) for z in range(config.z + 1)
+        ]
         assert scale["sum"] == (stat.resampling == "sum")
         lut = palette_lut(stat)
         assert scale["colours"][0] == "#{:02x}{:02x}{:02x}".format(*lut[0][:3])

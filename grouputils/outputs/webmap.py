@@ -139,13 +139,16 @@ def _basemap(config: Config, basemap: bool | xyzservices.TileProvider) -> list[A
 
 
 def _scale(statistic: Statistic, z_max: int) -> dict[str, Any]:
-    """What the page needs to label the statistic's colours at any zoom."""
-    lo, hi = level_range(statistic, z_max, z_max)
+    """What the page needs to label the statistic's colours at any zoom.
+
+    ``ranges[z]`` is :func:`~grouputils.core.webtiles.level_range` at zoom
+    ``z``: the values at the two ends of the palette in the web tiles of that
+    zoom, as the web-tile step coloured them (the page holds no rule of its own).
+    """
     lut = palette_lut(statistic)
     stops = [lut[i] for i in range(0, 256, 32)] + [lut[255]]
     return {
-        "lo": lo,
-        "hi": hi,
+        "ranges": [list(level_range(statistic, z, z_max)) for z in range(z_max + 1)],
         "sum": statistic.resampling == "sum",
         "colours": ["#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgba[:3])) for rgba in stops],
     }
