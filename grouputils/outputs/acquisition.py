@@ -105,14 +105,14 @@ def parse_acquisition(
 
 def _tile_span(path: Path) -> Span | None:
     """Acquisition span of the polygons in one staged tile (None: no dates)."""
-    fields = set(pyogrio.read_info(path)["fields"])
-    columns = [c for c in (DATE_ATTRIBUTE, TIME_ATTRIBUTE, _FILENAME) if c in fields]
-    if not columns:
+    # columns the tile lacks are left out by pyogrio; one read of three columns, no geometry
+    _, table = pyogrio.read_arrow(
+        path, columns=[DATE_ATTRIBUTE, TIME_ATTRIBUTE, _FILENAME], read_geometry=False
+    )
+    if not table.column_names:
         return None
-    table = pyogrio.read_dataframe(path, columns=columns, read_geometry=False)
     times = []
-    for row in table.drop_duplicates().itertuples(index=False):
-        values = dict(zip(columns, row, strict=True))
+    for values in table.group_by(table.column_names).aggregate([]).to_pylist():
         when = parse_acquisition(
             values.get(DATE_ATTRIBUTE),
             values.get(TIME_ATTRIBUTE),
