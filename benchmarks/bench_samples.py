@@ -3,7 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python benchmarks/bench_samples.py              # the shipped-samples scale
-    .venv/bin/python benchmarks/bench_samples.py --course     # also the course scale (~0.5 GB, ~1 min)
+    .venv/bin/python benchmarks/bench_samples.py --course     # also the course scale (~0.5 GB)
     .venv/bin/python benchmarks/bench_samples.py --repeat 5 --keep /scratch/out
 
 For each scale it generates the dataset ``--repeat`` times into a temporary
@@ -53,7 +53,8 @@ def bench(scale: str, repeat: int, out: Path) -> None:
     total = table.iloc[-1]
     print(f"\n== scale {scale!r}: {len(paths)} files in {out}")
     print(
-        f"generate: median {statistics.median(times):.2f} s, min {min(times):.2f} s over {repeat} run(s); "
+        f"generate: median {statistics.median(times):.2f} s, min {min(times):.2f} s "
+        f"over {repeat} run(s); "
         f"{total['features'] / min(times):,.0f} polygons/s; peak RSS {_peak_rss_mb():,.0f} MB"
     )
     print(f"summarize: {summary_s:.2f} s")
@@ -62,7 +63,8 @@ def bench(scale: str, repeat: int, out: Path) -> None:
     print(shown[["file", "features", "mb", "tiles"]].to_string(index=False))
     body = table.iloc[:-1]
     print(
-        f"features {int(total['features']):,}, {total['mb']:.2f} MB, {int(total['tiles'])} z=13 tiles; "
+        f"features {int(total['features']):,}, {total['mb']:.2f} MB, "
+        f"{int(total['tiles'])} z=13 tiles; "
         f"largest/smallest: {body['features'].max() / body['features'].min():.1f}x features, "
         f"{body['mb'].max() / body['mb'].min():.1f}x bytes; "
         f"{len(labels):,} re-detections (overlap median {labels['overlap'].median():.2f})"

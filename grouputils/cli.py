@@ -215,13 +215,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``grouputils run``: the whole pipeline; exit status 1 if any item failed."""
     from grouputils.core.config import Config, load_config_file
     from grouputils.core.errors import ConfigError, OutputError
+    from grouputils.core.layout import Layout
     from grouputils.core.preflight import check_statistic_columns
-    from grouputils.run.pipeline import (
-        PRIVATE_DIR,
-        check_inputs,
-        check_slurm_settings,
-        run_pipeline,
-    )
+    from grouputils.run.pipeline import check_inputs, check_slurm_settings, run_pipeline
 
     settings = load_config_file(args.config) if args.config else {}
     slurm = settings.pop("slurm", None)
@@ -240,9 +236,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = check_inputs(config)  # before anything is written
     check_statistic_columns(config, inputs, source=args.config)
     try:
-        private = config.dir_output / PRIVATE_DIR  # the log names hosts and absolute paths
-        private.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(private / "run.log")
+        layout = Layout.of(config)  # the log names hosts and absolute paths: private
+        layout.private.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(layout.run_log)
     except OSError as e:
         raise OutputError(
             config.dir_output, f"output folder is not writable ({e.strerror or e})"
@@ -296,13 +292,14 @@ def _print_run(report, config) -> None:  # a grouputils.run.pipeline.RunReport
         f"executor               {s['executor']} ({s['workers']} workers{blocks}), start-up {s['executor_startup_s']:.1f} s"
     )
     print(f"wall time              {s['wall_s']:.1f} s")
-    print(
-        f"map                    {config.dir_output / 'index.html'} (serve the folder: python -m http.server)"
-    )
+    from grouputils.core.layout import Layout
+
+    layout = Layout.of(config)
+    print(f"map                    {layout.map_page} (serve the folder: python -m http.server)")
     if s.get("stac_catalog"):
         print(f"STAC catalogue         {config.dir_output / s['stac_catalog']}")
     print(
-        f"summary                {config.dir_output / 'run-summary.json'}, log {config.dir_output / '.grouputils' / 'run.log'}"
+        f"summary                {layout.run_summary}, log {layout.run_log}"
     )
     for f in report.failures:
         print(f"FAILED {f['step']}: {f['item']}: {f['error']}", file=sys.stderr)

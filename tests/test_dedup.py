@@ -27,7 +27,13 @@ from geopandas.testing import assert_geodataframe_equal
 
 from grouputils.core.dedup import duplicate_flags, overlapping_pairs
 from grouputils.core.errors import InputError, RepairWarning
-from grouputils.core.staging import TileStager, initialize_stager, read_staged_tile
+from grouputils.core.staging import (
+    TileStager,
+    counted_rows,
+    duplicates_within,
+    initialize_stager,
+    read_staged_tile,
+)
 from grouputils.core.tiles import Tile
 
 Z = 13
@@ -245,6 +251,21 @@ def test_copies_crossing_tile_edges_are_flagged_in_every_tile_they_are_written_t
     assert sub.staging_duplicated.all()
     originals = g[g.staging_id.isin([f"a.gpkg:{i}" for i in range(25, 31)])]
     assert len(originals) == 12 and not originals.staging_duplicated.any()
+
+
+def test_the_count_rule_counts_every_ground_polygon_once_and_every_redetection_once(
+    staged,
+) -> None:
+    g = rows(staged)
+    flags = flags_by_id(staged)
+    within, dup = g.staging_centroid_within_tile, g.staging_duplicated
+    counted = counted_rows(within, dup)
+    assert counted.sum() == (~flags).sum() and duplicates_within(within, dup).sum() == flags.sum()
+    assert g.staging_id[counted].is_unique  # one row per kept polygon, whatever tiles it crosses
+    assert counted.sum() + duplicates_within(within, dup).sum() == g.staging_id.nunique()
+    assert staged.finalize_tile(Tile(1418, 908, Z))["duplicates_within"] == int(
+        duplicates_within(within, dup)[g.staging_tile == "Tile(x=1418, y=908, z=13)"].sum()
+    )
 
 
 # ------------------------------------------------------------------ determinism

@@ -87,7 +87,7 @@ def test_damaged_geopackage_is_refused_naming_it_and_keeps_earlier_staging(good_
 @pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])
 def test_feature_count_check_alone_refuses_a_partly_readable_file(good_gpkg, tmp_path, fraction, monkeypatch):
     """Without quick_check, the comparison with the layer's count still refuses a damaged file."""
-    monkeypatch.setattr("grouputils.core.staging.check_integrity", lambda path: None)
+    monkeypatch.setattr("grouputils.core.staging.stager.check_integrity", lambda path: None)
     stager = initialize_stager(good_gpkg.parent, tmp_path / "out")
     damage(good_gpkg, fraction)
     with pytest.raises(InputError, match=r"scene\.gpkg"):

@@ -23,8 +23,9 @@ import rasterio
 
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError, OutputError
+from grouputils.core.rasterize import covered_area_m2, pixel_areas_m2, write_geotiff
+from grouputils.core.tiles import Tile, Tiles, tile_from_path
 from grouputils.outputs.mosaic import (
-    chunk_experiment,
     config_from_outputs,
     covered_area_km2,
     make_large_mosaic,
@@ -33,8 +34,8 @@ from grouputils.outputs.mosaic import (
     pixel_area_m2,
     polygon_count,
 )
-from grouputils.core.rasterize import covered_area_m2, pixel_areas_m2, write_geotiff
-from grouputils.core.tiles import Tile, Tiles, tile_from_path
+from grouputils.teaching.lazy import chunk_experiment
+
 
 @pytest.fixture(scope="module")
 def run(three_scene_run: Config) -> Config:
@@ -114,8 +115,12 @@ def test_every_tile_appears_where_its_path_says_with_its_pixels(run: Config) -> 
         np.testing.assert_array_equal(values[:, rows, cols], expected)
         # pixel centres of the tile: same coordinates in the mosaic
         xs, ys = rasterio.transform.xy(tx, [0, 255], [0, 255])
-        np.testing.assert_allclose(mosaic["x"].values[[cols.start, cols.stop - 1]], xs, rtol=0, atol=1e-9)
-        np.testing.assert_allclose(mosaic["y"].values[[rows.start, rows.stop - 1]], ys, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(
+            mosaic["x"].values[[cols.start, cols.stop - 1]], xs, rtol=0, atol=1e-9
+        )
+        np.testing.assert_allclose(
+            mosaic["y"].values[[rows.start, rows.stop - 1]], ys, rtol=0, atol=1e-9
+        )
         covered[rows, cols] = True
     assert not covered.all()  # some tiles are missing in the bounding box ...
     assert np.isnan(values[:, ~covered]).all()  # ... and read as nodata
@@ -199,7 +204,9 @@ def test_missing_geotiffs_raise_an_error_naming_the_folder(tmp_path: Path) -> No
 # ----------------------------------------------------------------------------- other TMS
 def test_projected_tms_pixel_areas_and_totals_match_the_raster_engine(tmp_path: Path) -> None:
     """WebMercatorQuad: per-pixel areas and covered area agree with grouputils.core.rasterize."""
-    config = Config(dir_input=tmp_path, dir_output=tmp_path / "out", tms="WebMercatorQuad", z=12, tile_size=64)
+    config = Config(
+        dir_input=tmp_path, dir_output=tmp_path / "out", tms="WebMercatorQuad", z=12, tile_size=64
+    )
     tms = morecantile.tms.get(config.tms)
     t0 = tms.tile(-148.8, 70.0, config.z)
     rng = np.random.default_rng(3)
@@ -219,14 +226,18 @@ def test_projected_tms_pixel_areas_and_totals_match_the_raster_engine(tmp_path: 
     assert areas.dims == ("y", "x")
     for tile in written:
         rows, cols = tile_window(mosaic, tile)
-        np.testing.assert_allclose(areas.values[rows, cols], pixel_areas_m2(tile, Tiles(config)), rtol=1e-6)
+        np.testing.assert_allclose(
+            areas.values[rows, cols], pixel_areas_m2(tile, Tiles(config)), rtol=1e-6
+        )
     totals = mosaic_totals(mosaic)
     assert totals.unique_polygons == int(sum(np.nansum(v[0]) for v in written.values()))
     assert totals.covered_area_km2 == pytest.approx(covered_area_m2(config) / 1e6, rel=1e-6)
 
 
 # ----------------------------------------------------------------------------- experiment
-def test_chunk_experiment_has_a_row_per_setting_and_never_changes_the_answer(run: Config, summary: dict) -> None:
+def test_chunk_experiment_has_a_row_per_setting_and_never_changes_the_answer(
+    run: Config, summary: dict
+) -> None:
     """One row per (chunk, workers); smaller chunks mean more tasks; totals always equal."""
     table = chunk_experiment(run, chunk_sizes=(128, 512, None), workers=(1, 2), warm_up=False)
     assert len(table) == 6
@@ -242,7 +253,9 @@ def test_chunk_experiment_has_a_row_per_setting_and_never_changes_the_answer(run
     assert one.loc["one chunk", "chunk_mb"] == pytest.approx(2 * h * w * 4 / 1e6)
 
 
-def test_make_large_mosaic_repeats_the_tiles_with_their_own_georeferencing(run: Config, summary: dict, tmp_path: Path) -> None:
+def test_make_large_mosaic_repeats_the_tiles_with_their_own_georeferencing(
+    run: Config, summary: dict, tmp_path: Path
+) -> None:
     """Copies land on new tiles whose transform is morecantile's; counts scale with the copies."""
     big = make_large_mosaic(run, tmp_path / "big", repeat=(2, 3))
     src = Tiles(run).get_filenames_from_dir("geotiff", z=run.z)
@@ -263,7 +276,9 @@ def test_make_large_mosaic_repeats_the_tiles_with_their_own_georeferencing(run: 
         make_large_mosaic(run, run.dir_output)
 
 
-def test_a_tile_that_does_not_match_the_others_is_named_when_read(run: Config, tmp_path: Path) -> None:
+def test_a_tile_that_does_not_match_the_others_is_named_when_read(
+    run: Config, tmp_path: Path
+) -> None:
     """A GeoTIFF with other bands, met while computing, raises InputError naming that file."""
     out = tmp_path / "out"
     shutil.copytree(run.dir_output / "geotiff", out / "geotiff")
@@ -278,3 +293,32 @@ def test_a_tile_that_does_not_match_the_others_is_named_when_read(run: Config, t
     mosaic = open_mosaic(config)
     with pytest.raises(InputError, match=str(bad.name)):
         mosaic_totals(mosaic)
+
+
+# ----------------------------------------------------------------------------- layers
+def test_the_mosaic_imports_core_only_and_the_course_names_still_resolve() -> None:
+    """outputs.mosaic loads neither run nor teaching; the lesson's names come from teaching.lazy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import grouputils.outputs.mosaic as m\n"
+        "up = sorted(k for k in sys.modules\n"
+        "            if k.startswith(('grouputils.run', 'grouputils.teaching')))\n"
+        "assert not up, up\n"
+        "from grouputils.outputs.mosaic import (\n"
+        "    chunk_experiment, plot_chunk_experiment, plot_task_timeline)\n"
+        "import grouputils.teaching.lazy as lazy\n"
+        "assert chunk_experiment is lazy.chunk_experiment\n"
+        "assert plot_chunk_experiment is lazy.plot_chunk_experiment\n"
+        "assert plot_task_timeline is lazy.plot_task_timeline\n"
+        "try:\n"
+        "    m.no_such_name\n"
+        "except AttributeError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('unknown names must raise AttributeError')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -46,4 +46,4 @@ def test_every_public_name_still_imports_from_the_root() -> None:
         assert getattr(grouputils, name) is not None, name
     from grouputils import TileStager, initialize_stager
 
-    assert TileStager.__module__ == "grouputils.core.staging" and callable(initialize_stager)
+    assert TileStager.__module__ == "grouputils.core.staging.stager" and callable(initialize_stager)

@@ -24,6 +24,7 @@ import pytest
 import rasterio
 import rasterio.transform
 import shapely
+from PIL import Image
 
 from grouputils.core.config import Config, Statistic
 from grouputils.core.errors import InputError, NotFinalizedError
@@ -37,7 +38,7 @@ from grouputils.core.rasterize import (
     read_geotiff,
 )
 from grouputils.core.staging import initialize_stager, read_staged_tile
-from grouputils.core.tiles import Tile
+from grouputils.core.tiles import Tile, Tiles
 
 TMS = morecantile.tms.get("WorldCRS84Quad")
 T = Tile(1419, 909, 13)  # a tile of the real Prudhoe Bay file
@@ -341,6 +342,46 @@ def test_pixel_areas_match_geodesic_areas(real):
     assert areas.sum() == pytest.approx(abs(geod.geometry_area_perimeter(shapely.box(*b))[0]), rel=1e-5)
 
 
+def test_exact_lonlat_pixel_areas_agree_with_the_equal_area_shoelace():
+    """The two area methods of core/raster/areas.py agree on lon/lat pixels at any latitude (issue 16)."""
+    from grouputils.core.raster.areas import cell_areas_m2
+
+    tiles = Tiles(Config(dir_input=Path("in"), dir_output=Path("out")))
+    crs = pyproj.CRS.from_wkt(tiles.tms.crs.to_wkt())
+    for tile in (T, Tile(8191, 100, 13), Tile(4000, 4095, 13), Tile(3, 1, 3)):
+        left, bottom, right, top = tiles.bounds(tile)
+        gx, gy = np.meshgrid(np.linspace(left, right, SIZE + 1), np.linspace(top, bottom, SIZE + 1))
+        shoelace = cell_areas_m2(gx, gy, crs, centre=((left + right) / 2, (bottom + top) / 2))
+        rel = 1e-6 if tile.z == 13 else 2e-3  # corners joined by straight lines in a 45-degree tile
+        np.testing.assert_allclose(pixel_areas_m2(tile, tiles), shoelace, rtol=rel)
+
+
+def test_geotiff_tags_are_the_names_of_the_one_tag_schema(synthetic):
+    """Writer, summary, catalogue and mosaic read the same names: grouputils.core.raster.tags (issue 16)."""
+    from grouputils.core.raster import tags as schema
+
+    path = synthetic.tiles.path("geotiff", T)
+    with rasterio.open(path) as src:
+        dataset = src.tags()
+        bands = [src.tags(b) for b in range(1, src.count + 1)]
+    assert dataset[schema.TILE_TAG] == "Tile(x=1419, y=909, z=13)"
+    assert dataset[schema.TMS_TAG] == "WorldCRS84Quad"
+    assert schema.read_summary(dataset)["kind"] == "rasterized"
+    assert {k for k in dataset if k.startswith(schema.TAG_PREFIX)} <= {
+        schema.TILE_TAG,
+        schema.TMS_TAG,
+        *(schema.summary_tag(f) for f in schema.SUMMARY_FIELDS),
+    }
+    values = read_geotiff(path, synthetic.config)
+    for band, tags, stat in zip(values, bands, synthetic.config.statistics, strict=True):
+        assert set(schema.RULE_TAGS.values()) <= set(tags)
+        assert set(schema.BAND_STATISTICS.values()) <= set(tags)
+        read = schema.read_band_statistics(tags)
+        assert read["sum"] == float(np.nansum(band.astype("f8")))
+        assert read["maximum"] == float(np.nanmax(band))
+        assert tags[schema.RULE_TAGS["weight_by"]] == stat.weight_by
+
+
 def test_web_mercator_tiles_give_the_same_counts_and_covered_area(real, real_file, tmp_path):
     stage_all(real_file.parent, tmp_path / "out", tms="WebMercatorQuad", z=15)
     tiler = initialize_rasterizer(real_file.parent, tmp_path / "out", tms="WebMercatorQuad", z=15)
@@ -481,6 +522,69 @@ def test_parents_of_parents_only_when_recursive(synthetic, tmp_path):
     assert tiler.tiles.tiles_in("geotiff", z=0) == [Tile(0, 0, 0)]
 
 
+def test_parents_built_in_memory_equal_parents_built_one_by_one_from_disk(real, tmp_path):
+    """Depth first with children in memory (and web tiles from those bands) gives the per-tile outputs."""
+    trees = {}
+    for how in ("disk", "memory"):
+        out = tmp_path / how
+        shutil.copytree(real.config.dir_output, out)
+        trees[how] = RasterTiler(real.config.replace(dir_output=out))
+    z13 = trees["disk"].tiles.tiles_in("geotiff", z=13)
+    by_disk, level = [], z13
+    while level[0].z > 0:
+        level = sorted({trees["disk"].tiles.get_parent_tile(t) for t in level})
+        for t in level:
+            trees["disk"].parent_geotiff(t)
+            trees["disk"].webtile(trees["disk"].tiles.path("geotiff", t))
+        by_disk += level
+    made = trees["memory"].parent_geotiffs_from_children(z13, recursive=True, webtiles=True)
+    assert sorted(made) == sorted(by_disk) and len(made) == len(set(made))
+    for t in made:
+        a = trees["disk"].tiles.path("geotiff", t)
+        b = trees["memory"].tiles.path("geotiff", t)
+        assert read_geotiff(a, real.config).tobytes() == read_geotiff(b, real.config).tobytes(), t
+        for name in real.config.statistic_names:
+            pa = trees["disk"].tiles.path("web_tiles", t, name)
+            pb = trees["memory"].tiles.path("web_tiles", t, name)
+            assert np.array_equal(np.asarray(Image.open(pa)), np.asarray(Image.open(pb))), (t, name)
+
+
+def test_resampling_is_bit_identical_to_reducing_the_assembled_2x2_blocks():
+    """Each child reduced on its own equals NumPy's sum over the 2x2 blocks of the 512x512 mosaic."""
+    from grouputils.core.rasterize import resample_children
+
+    stats = (
+        Statistic("n", weight_by="count", resampling="sum"),
+        Statistic("c", weight_by="coverage", resampling="mean"),
+        Statistic("m", weight_by="attribute", attribute="a", aggregate="mean", resampling="mean"),
+    )
+    rng = np.random.default_rng(16)
+    for trial in range(6):
+        children = []
+        for k in range(4):
+            if trial and k == trial % 4:
+                children.append(None)
+                continue
+            x = (rng.random((3, 64, 64)) * 10.0 ** rng.integers(-12, 6, (3, 64, 64))).astype("f4")
+            x[rng.random(x.shape) < 0.4] = np.nan
+            children.append(x)
+        mosaic = np.full((3, 128, 128), np.nan)
+        for k, c in enumerate(children):
+            if c is not None:
+                r, q = divmod(k, 2)
+                mosaic[:, r * 64 : (r + 1) * 64, q * 64 : (q + 1) * 64] = c
+        blocks = mosaic.reshape(3, 64, 2, 64, 2)
+        valid = ~np.isnan(blocks)
+        n = valid.sum(axis=(2, 4))
+        sums = np.where(valid, blocks, 0.0).sum(axis=(2, 4))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want = np.stack([sums[0], sums[1] / 4.0, sums[2] / n[2]])
+        want[n == 0] = np.nan
+        got = resample_children(children, stats)
+        assert got.dtype == np.float32
+        assert got.tobytes() == want.astype("f4").tobytes(), trial
+
+
 # ------------------------------------------------------------------ summary
 def test_summary_has_one_row_per_geotiff_even_after_reruns(synthetic, tmp_path):
     out = tmp_path / "out"
@@ -537,7 +641,7 @@ def test_rerun_overwrites_and_a_crash_mid_write_keeps_the_old_geotiff(synthetic,
     tiler.rasterize_vector(staged)
     assert tif.read_bytes() == before  # rerun: same content, replaced in place
 
-    import grouputils.core.rasterize as rz
+    import grouputils.core.raster.geotiff as rz
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing tags")

@@ -157,12 +157,12 @@ def test_a_failed_item_keeps_its_traceback_in_the_log_and_its_last_frames_in_the
     assert cli.main(run_args(inputs, out, "--executor", "serial")) == 1
     log = (out / PRIVATE / "run.log").read_text()
     assert f"stage failed on {broken}" in log
-    assert "Traceback (most recent call last)" in log and 'grouputils/core/staging.py", line' in log
+    assert "Traceback (most recent call last)" in log and 'grouputils/core/staging/stager.py", line' in log
     (failure,) = json.loads((out / "run-summary.json").read_text())["failures"]
     assert failure["item"] == str(broken)
     frames = failure["traceback"].splitlines()
     assert frames[-1] == failure["error"] and "cannot be opened" in frames[-1]
-    assert any(f.startswith("grouputils/core/staging.py:") for f in frames[:-1])
+    assert any(f.startswith("grouputils/core/staging/stager.py:") for f in frames[:-1])
     assert not any(f.startswith("/") for f in frames[:-1])  # frames name files within their package
 
 
@@ -255,7 +255,8 @@ def test_a_full_disk_fails_clearly_and_a_rerun_with_space_finishes_identically(
 def test_the_catalogue_folder_is_never_absent_while_it_is_rewritten(
     reference: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from grouputils.outputs import catalog, swap
+    from grouputils.core import swap
+    from grouputils.outputs import catalog
 
     out = tmp_path / "out"
     shutil.copytree(reference.out, out)

@@ -30,8 +30,8 @@ import pytest
 import shapely
 
 from grouputils import cli
-from grouputils.teaching import samples
 from grouputils.core.errors import ConfigError, InputError, OutputError
+from grouputils.teaching import samples
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "data-samples"
@@ -449,7 +449,10 @@ def test_a_built_wheel_installs_the_samples(tmp_path):
         text=True,
     )
     assert pip.returncode == 0, pip.stderr[-2000:]
-    code = "from grouputils.teaching import samples; print(samples.sample_dir()); print(len(samples.sample_files()))"
+    code = (
+        "from grouputils.teaching import samples; "
+        "print(samples.sample_dir()); print(len(samples.sample_files()))"
+    )
     env = {k: v for k, v in os.environ.items() if k != samples.DATA_ENV}
     env["PYTHONPATH"] = str(target)
     shown = subprocess.run(
@@ -464,6 +467,35 @@ def test_a_built_wheel_installs_the_samples(tmp_path):
     folder, count = shown.stdout.split()
     assert Path(folder).resolve() == (target / "grouputils" / "data_samples").resolve()
     assert int(count) == 11
+
+
+def test_the_samples_facade_is_the_synthetic_package_and_imports_no_higher_layer():
+    """teaching.samples re-exports teaching.synthetic, which loads neither run nor outputs."""
+    from grouputils.teaching import synthetic
+
+    assert set(samples.__all__) == set(synthetic.__all__)
+    for name in samples.__all__:
+        assert getattr(samples, name) is getattr(synthetic, name), name
+    code = (
+        "import sys\n"
+        "import grouputils.teaching.samples\n"
+        "bad = sorted(k for k in sys.modules\n"
+        "             if k.startswith(('grouputils.run', 'grouputils.outputs', 'geopandas')))\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_generator_json_records_the_installed_grouputils_version(small):
+    import importlib.metadata
+
+    import grouputils
+
+    meta = json.loads((small / samples.GENERATOR_FILE).read_text())
+    assert meta["versions"]["grouputils"] == importlib.metadata.version("grouputils")
+    assert meta["versions"]["grouputils"] == grouputils.__version__
+    assert meta["generator"] == "grouputils.teaching.samples.generate_dataset"
 
 
 # --------------------------------------------------------------------------- command line

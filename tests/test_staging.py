@@ -1174,3 +1174,41 @@ def test_clear_removes_outputs_but_not_inputs_or_unrelated_files(
     # and staging starts over cleanly
     stage_all(stager)
     assert len(stager.tiles.get_filenames_from_dir("staged")) == n_tiles
+
+
+def test_clear_asks_the_layout_removes_every_steps_outputs_and_keeps_the_private_folder(
+    synthetic_input: Path, tmp_path: Path
+) -> None:
+    from grouputils.core.layout import Layout
+
+    out = tmp_path / "out"
+    stager = stage_all(initialize_stager(synthetic_input, out))
+    lay = Layout.of(stager.config)
+    later = [lay.map_page, lay.run_summary, lay.raster_summary, lay.catalog, lay.legend("s")]
+    later += [lay.tile_path("geotiff", Tile(0, 0, 0)), lay.map_assets / "leaflet.js"]
+    for p in [*later, lay.state_file]:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    stager.clear(everything=False)
+    assert not lay.staged.exists() and not lay.staging_parts.exists()
+    assert all(p.exists() for p in later)
+    stager.clear()
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        ".grouputils",
+        ".grouputils/state.sqlite",
+    ]
+
+
+def test_the_staging_package_keeps_its_public_names_and_pickles_stagers_by_reference(
+    synthetic,
+) -> None:
+    import grouputils
+    import grouputils.core.staging as staging
+
+    for name in staging.__all__:
+        assert getattr(staging, name) is not None, name
+    assert grouputils.TileStager is staging.TileStager is TileStager
+    assert grouputils.initialize_stager is staging.initialize_stager
+    blob = pickle.dumps(synthetic)
+    assert b"grouputils.core.staging.stager" in blob and b"TileStager" in blob
+    assert len(blob) < 4000  # the settings, not the tile matrix set or any data

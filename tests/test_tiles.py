@@ -11,7 +11,21 @@ import pytest
 
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError
-from grouputils.core.tiles import Tile, Tiles, str_to_tile, tile_from_path, tile_to_str
+from grouputils.core.layout import PRIVATE_DIR, Layout
+from grouputils.core.tiles import (
+    Tile,
+    Tiles,
+    key_tile,
+    str_to_tile,
+    tile_from_id,
+    tile_from_path,
+    tile_id,
+    tile_key,
+    tile_to_str,
+    tile_xy,
+    tile_zxy,
+    xy_tile,
+)
 
 TMS_IDS = [
     "WorldCRS84Quad",
@@ -115,6 +129,79 @@ def test_tile_strings_and_paths_round_trip(tmp_path: Path) -> None:
     assert path == tmp_path / "out" / "staged" / "WorldCRS84Quad" / "13" / "1418" / "908.gpkg"
     assert tile_from_path(path) == t
     assert tiles.path("geotiff", t).suffix == ".tif"
+
+
+def test_every_external_form_of_a_tile_round_trips_through_its_one_pair_of_functions() -> None:
+    for t in (Tile(0, 0, 0), Tile(1418, 908, 13), Tile(3, 1, 2)):
+        assert str_to_tile(tile_to_str(t)) == t
+        assert tile_from_id(tile_id("UTM31WGS84Quad", t)) == ("UTM31WGS84Quad", t)
+        assert key_tile(tile_key(t)) == t
+        assert xy_tile(tile_xy(t), t.z) == t
+    t = Tile(1418, 908, 13)
+    assert tile_id("WorldCRS84Quad", t) == "WorldCRS84Quad-13-1418-908"
+    assert tile_key(t) == (13, 1418, 908) and tile_xy(t) == "1418/908"
+    assert tile_zxy(t) == "13/1418/908"
+    assert all(type(v) is int for v in tile_key(Tile(np.int64(1), np.int64(2), np.int64(3))))
+
+
+@pytest.mark.parametrize("bad", ["Tile(x=1, y=2)", "(1, 2, 3)", "Tile(x=1, y=b, z=3)", "1/2/3"])
+def test_a_string_that_is_not_a_tile_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="not a tile string"):
+        str_to_tile(bad)
+
+
+@pytest.mark.parametrize("bad", ["WorldCRS84Quad", "WorldCRS84Quad-13-x-908", "13-1418"])
+def test_a_string_that_is_not_a_tile_id_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="not a tile id"):
+        tile_from_id(bad)
+
+
+def test_the_layout_owns_every_path_of_the_output_folder(tmp_path: Path) -> None:
+    config = Config(dir_input=tmp_path / "in", dir_output=tmp_path / "out", tms="WebMercatorQuad")
+    lay = Layout.of(config)
+    out = tmp_path / "out"
+    t = Tile(5, 6, 7)
+    assert lay.tile_path("staged", t) == out / "staged/WebMercatorQuad/7/5/6.gpkg"
+    assert lay.tile_path("geotiff", t) == out / "geotiff/WebMercatorQuad/7/5/6.tif"
+    assert lay.tile_path("web_tiles", t, "iwp_coverage") == (
+        out / "web_tiles/iwp_coverage/WebMercatorQuad/7/5/6.png"
+    )
+    assert lay.legend("iwp_coverage") == out / "web_tiles/iwp_coverage/legend.png"
+    assert lay.parts_dir(t) == out / "staging-parts/WebMercatorQuad/7/5/6"
+    assert lay.manifests == out / "staging-parts/manifests"
+    private = out / PRIVATE_DIR
+    assert (lay.state_file, lay.run_log, lay.run_lock, lay.parsl_runinfo) == (
+        private / "state.sqlite",
+        private / "run.log",
+        private / "run.lock",
+        private / "parsl-runinfo",
+    )
+    assert lay.state_files()[1:] == [private / "state.sqlite-wal", private / "state.sqlite-shm"]
+    assert (lay.run_summary, lay.map_page, lay.catalog) == (
+        out / "run-summary.json",
+        out / "index.html",
+        out / "stac/catalog.json",
+    )
+    # Config's folder names and Tiles.path are the layout's, not a second spelling
+    assert (config.dir_staged, config.dir_staging_parts, config.dir_geotiff) == (
+        lay.staged,
+        lay.staging_parts,
+        lay.geotiff,
+    )
+    assert config.dir_web_tiles == lay.web_tiles
+    assert config.filename_staging_summary == lay.staging_summary == out / "staging_summary.csv"
+    assert config.filename_rasterization_summary == lay.raster_summary
+    tiles = Tiles(config)
+    for kind in ("staged", "geotiff"):
+        assert tiles.path(kind, t) == lay.tile_path(kind, t)
+    # nothing a clear() removes is private, and every step's output is removed by one
+    cleared = lay.staging_outputs() + lay.later_outputs()
+    assert not any(p == lay.private or lay.private in p.parents for p in cleared)
+    assert {lay.staged, lay.geotiff, lay.web_tiles, lay.stac, lay.map_page} <= set(cleared)
+    with pytest.raises(ValueError, match="statistic"):
+        lay.tile_root("web_tiles")
+    with pytest.raises(ValueError, match="unknown kind"):
+        lay.tile_path("cog", t)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

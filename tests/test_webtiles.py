@@ -7,6 +7,7 @@ range against the rule documented in ``Statistic`` (x4 per level for sums).
 from __future__ import annotations
 
 import copy
+import io
 from pathlib import Path
 
 import matplotlib
@@ -124,3 +125,57 @@ def test_legend_leaves_matplotlib_global_state_alone(tmp_path):
     assert matplotlib.get_backend() == backend
     if pyplot:
         assert pyplot.get_fignums() == figures
+
+
+def test_png_encoding_decodes_to_exactly_the_coloured_pixels():
+    """The fast PNG encoder (unfiltered rows, one zlib stream) loses nothing: Pillow decodes the same RGBA."""
+    from grouputils.core.webtiles import encode_png
+
+    rng = np.random.default_rng(19)
+    values = rng.random((256, 256)) * 3.0
+    values[rng.random((256, 256)) < 0.3] = np.nan
+    for stat in (COUNT, COVER):
+        rgba = colorize(values, stat, 12, 13)
+        for level in (0, 1, 9):
+            decoded = np.asarray(Image.open(io.BytesIO(encode_png(rgba, level))))
+            assert decoded.dtype == np.uint8 and decoded.shape == (256, 256, 4)
+            assert np.array_equal(decoded, rgba)
+    odd = rng.integers(0, 256, (3, 5, 4), dtype="u1")  # not square, not a multiple of anything
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(odd)))), odd)
+
+
+def test_colour_lookup_equals_matplotlib_at_every_index_and_nan_is_transparent():
+    """Each of the 256 palette positions (and values past both ends) gets Matplotlib's colour."""
+    values = np.concatenate([np.arange(256) / 255 * 2.0, [-1.0, 5.0, np.nan]])[None, :]
+    got = colorize(values, COUNT, 13, 13)[0]
+    for i, v in enumerate(values[0]):
+        if np.isnan(v):
+            assert tuple(got[i]) == (0, 0, 0, 0)
+        else:
+            assert np.array_equal(got[i], expected_colour(COUNT, float(v), 13, 13)), (i, v)
+
+
+def test_a_pickled_rasterizer_colours_web_tiles_without_importing_matplotlib(tmp_path):
+    """Workers get the colour tables with the rasterizer: no Matplotlib import (1.7 s) per worker."""
+    import pickle
+    import subprocess
+    import sys
+
+    cfg = Config(dir_input=tmp_path, dir_output=tmp_path / "out", statistics=(COUNT, COVER))
+    local = RasterTiler(cfg)
+    values = np.linspace(0, 2, 2 * 256 * 256, dtype="f4").reshape(2, 256, 256)
+    values[:, :10] = np.nan
+    code = (
+        "import pickle, sys, numpy as np\n"
+        "from grouputils.core.tiles import Tile\n"
+        "tiler, values = pickle.loads(sys.stdin.buffer.read())\n"
+        "tiler.webtiles_from_bands(Tile(3, 2, 12), values)\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=pickle.dumps((local, values)), capture_output=True, check=True
+    )
+    assert out.stdout.decode().strip() == "False"
+    for stat, band in zip(cfg.statistics, values, strict=True):
+        png = local.tiles.path("web_tiles", Tile(3, 2, 12), statistic=stat.name)
+        assert np.array_equal(np.asarray(Image.open(png)), colorize(band, stat, 12, 13))

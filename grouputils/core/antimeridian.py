@@ -28,6 +28,7 @@ This module
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pyproj
@@ -98,14 +99,13 @@ def tms_wrap(tms_crs: pyproj.CRS) -> Wrap:
             wraps = False
     px, py = to.transform([0.0, 90.0, 0.0, 90.0], [90.0, 90.0, -90.0, -90.0], errcheck=False)
     px, py = np.asarray(px), np.asarray(py)
-    singular = tuple(
-        bool(
-            not np.all(np.isfinite(px[k : k + 2]) & np.isfinite(py[k : k + 2]))
-            or not np.allclose(px[k], px[k + 1])
+    def singular_at(k: int) -> bool:  # the two points of one pole are not one point
+        finite = np.all(np.isfinite(px[k : k + 2]) & np.isfinite(py[k : k + 2]))
+        return bool(
+            not finite or not np.allclose(px[k], px[k + 1]) or not np.allclose(py[k], py[k + 1])
         )
-        or not np.allclose(py[k], py[k + 1])
-        for k in (0, 2)
-    )
+
+    singular = (singular_at(0), singular_at(2))
     if period is None:
         return Wrap(None, float("nan"), float("nan"), singular)
     left = (
@@ -142,16 +142,16 @@ def unwrap_longitudes(geoms: np.ndarray, period: float = 360.0) -> tuple[np.ndar
         mid = (b[crossing, 0] + b[crossing, 2]) / 2
         out = geoms.copy()
         out[crossing] = [
-            shapely.transform(
-                g,
-                lambda c, m=m: np.column_stack(
-                    [np.where(c[:, 0] < m, c[:, 0] + period, c[:, 0]), c[:, 1]]
-                ),
-            )
-            for g, m in zip(geoms[crossing], mid)
+            shapely.transform(g, functools.partial(_unwrap_coords, mid=m, period=period))
+            for g, m in zip(geoms[crossing], mid, strict=True)
         ]
         geoms = out
     return geoms, crossing
+
+
+def _unwrap_coords(c: np.ndarray, mid: float, period: float) -> np.ndarray:
+    """Coordinates west of ``mid`` moved one turn east."""
+    return np.column_stack([np.where(c[:, 0] < mid, c[:, 0] + period, c[:, 0]), c[:, 1]])
 
 
 def split_at_antimeridian(
@@ -250,7 +250,7 @@ def pole_points(crs: pyproj.CRS, which: tuple[bool, bool] = (True, True)) -> np.
     x, y = to.transform([0.0, 0.0], [90.0, -90.0], errcheck=False)
     pts = [
         shapely.Point(a, b)
-        for a, b, w in zip(np.atleast_1d(x), np.atleast_1d(y), which)
+        for a, b, w in zip(np.atleast_1d(x), np.atleast_1d(y), which, strict=True)
         if w and np.isfinite(a) and np.isfinite(b)
     ]
     return np.array(pts, dtype=object)

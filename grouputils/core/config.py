@@ -39,6 +39,7 @@ from pydantic.dataclasses import dataclass
 
 from grouputils.core.config_slurm import SlurmSettings, slurm_problems, slurm_settings
 from grouputils.core.errors import ConfigError
+from grouputils.core.layout import Layout
 from grouputils.core.statistic import (
     DEFAULT_STATISTICS,
     FORBID,
@@ -242,32 +243,32 @@ class Config:
     @property
     def dir_staged(self) -> Path:
         """Final staged tiles: ``staged/<TMS>/<z>/<x>/<y>.gpkg``."""
-        return self.dir_output / "staged"
+        return Layout(self.dir_output, self.tms).staged
 
     @property
     def dir_staging_parts(self) -> Path:
         """Per-source pieces written by :meth:`TileStager.stage` before finalize."""
-        return self.dir_output / "staging-parts"
+        return Layout(self.dir_output, self.tms).staging_parts
 
     @property
     def dir_geotiff(self) -> Path:
         """GeoTIFF pyramid: ``geotiff/<TMS>/<z>/<x>/<y>.tif``."""
-        return self.dir_output / "geotiff"
+        return Layout(self.dir_output, self.tms).geotiff
 
     @property
     def dir_web_tiles(self) -> Path:
         """PNG web tiles: ``web_tiles/<statistic>/<TMS>/<z>/<x>/<y>.png``."""
-        return self.dir_output / "web_tiles"
+        return Layout(self.dir_output, self.tms).web_tiles
 
     @property
     def filename_staging_summary(self) -> Path:
         """CSV with one row per input file and tile."""
-        return self.dir_output / "staging_summary.csv"
+        return Layout(self.dir_output, self.tms).staging_summary
 
     @property
     def filename_rasterization_summary(self) -> Path:
         """CSV with one row per GeoTIFF tile written."""
-        return self.dir_output / "raster_summary.csv"
+        return Layout(self.dir_output, self.tms).raster_summary
 
     @property
     def statistic_names(self) -> tuple[str, ...]:

@@ -190,9 +190,10 @@ def warn_skipped_vector_files(root: Path, files: Iterable[Path], input_ext: str)
         shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         exts = sorted({p.suffix.lower() for p in skipped})
         warnings.warn(
-            f"{root}: {len(skipped)} vector file(s) not staged because they do not end in {input_ext!r}: {shown}. "
-            f"Only one format is staged per run: convert them to GeoPackage "
-            f"(ogr2ogr -f GPKG out.gpkg in{exts[0]}) or set input_ext = {exts[0]!r} in the settings.",
+            f"{root}: {len(skipped)} vector file(s) not staged because they do not end in "
+            f"{input_ext!r}: {shown}. Only one format is staged per run: convert them to "
+            f"GeoPackage (ogr2ogr -f GPKG out.gpkg in{exts[0]}) or set input_ext = {exts[0]!r} "
+            "in the settings.",
             SkippedInputWarning,
             stacklevel=3,
         )

@@ -107,9 +107,10 @@ def place_polygons(
         if polar.any():
             raise InputError(
                 path,
-                f"feature(s) with fid {_fid_list(fids, polar)} enclose or touch a pole, which the tile matrix set "
-                f"{tiles.config.tms} cannot hold (the polygon would cover every tile of the top or bottom row); "
-                "remove them or use a polar tile matrix set; nothing of the file was staged",
+                f"feature(s) with fid {_fid_list(fids, polar)} enclose or touch a pole, which the "
+                f"tile matrix set {tiles.config.tms} cannot hold (the polygon would cover every "
+                "tile of the top or bottom row); remove them or use a polar tile matrix set; "
+                "nothing of the file was staged",
             )
     pieces, shapes, parent, cx, cy, owns = split_at_antimeridian(geoms, wrap)
     _fan_guard(tiles, path, fids, local, pieces, parent, cx, cy, tms_to_ll)
@@ -177,17 +178,25 @@ def _fan_guard(tiles, path, fids, local, pieces, parent, cx, cy, tms_to_ll) -> N
         j = np.flatnonzero(too_many)[0]
         raise InputError(
             path,
-            f"feature(s) with fid {_fid_list(fids, bad)} would touch far more tiles than their size allows "
-            f"(fid {int(fids[k])}: {int(candidates[k])} tiles at z={tiles.config.z} for a polygon "
-            f"{extent[j]:.0f} m across, at most about {implied[j]:.0f} expected); check their coordinates "
-            "and CRS; nothing of the file was staged",
+            f"feature(s) with fid {_fid_list(fids, bad)} would touch far more tiles than their "
+            f"size allows (fid {int(fids[k])}: {int(candidates[k])} tiles at z={tiles.config.z} "
+            f"for a polygon {extent[j]:.0f} m across, at most about {implied[j]:.0f} expected); "
+            "check their coordinates and CRS; nothing of the file was staged",
         )
 
 
 def assign_tiles(
-    tiles: Tiles, geoms: np.ndarray, cx: np.ndarray, cy: np.ndarray, owns: np.ndarray | None = None
+    tiles: Tiles,
+    geoms: np.ndarray,
+    cx: np.ndarray | None = None,
+    cy: np.ndarray | None = None,
+    owns: np.ndarray | None = None,
+    z: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every (geometry, tile) pair where the geometry intersects the tile or holds its centroid.
+
+    This is the one polygon -> tile assignment of grouputils: staging uses it
+    with centroids, the sample data's summary without.
 
     Parameters
     ----------
@@ -195,11 +204,14 @@ def assign_tiles(
         Tile maths of the run.
     geoms : ndarray of shapely geometries
         Polygons (or parts of polygons) in the TMS CRS.
-    cx, cy : ndarray of float
-        Centroid of the polygon each geometry belongs to.
+    cx, cy : ndarray of float, optional
+        Centroid of the polygon each geometry belongs to. Without them only
+        intersected tiles are returned and no row has the centroid flag.
     owns : ndarray of bool, optional
         Which geometries the centroid is counted with (default: all; a
         polygon split at the antimeridian has one owning part).
+    z : int, optional
+        Zoom level; default the staging level (``tiles.config.z``).
 
     Returns
     -------
@@ -207,12 +219,16 @@ def assign_tiles(
         Geometry indices, tile columns, tile rows and the centroid-within
         flag, sorted by geometry then tile.
     """
+    geoms = np.asarray(geoms, dtype=object)
     owns = np.ones(len(geoms), dtype=bool) if owns is None else np.asarray(owns, dtype=bool)
+    if cx is None or cy is None:
+        owns = np.zeros(len(geoms), dtype=bool)
+        cx = cy = np.full(len(geoms), np.nan)
     b = shapely.bounds(geoms)
-    c0, r_a = tiles.tile_indices(b[:, 0], b[:, 3])  # left, top
-    c1, r_b = tiles.tile_indices(b[:, 2], b[:, 1])  # right, bottom
+    c0, r_a = tiles.tile_indices(b[:, 0], b[:, 3], z)  # left, top
+    c1, r_b = tiles.tile_indices(b[:, 2], b[:, 1], z)  # right, bottom
     rmin, rmax = np.minimum(r_a, r_b), np.maximum(r_a, r_b)
-    ccx, ccy = tiles.tile_indices(cx, cy)
+    ccx, ccy = tiles.tile_indices(cx, cy, z)
     ncol = c1 - c0 + 1
     nrow = rmax - rmin + 1
     single = (ncol == 1) & (nrow == 1)
@@ -228,7 +244,7 @@ def assign_tiles(
         nc = ncol[pi]
         cx_ = c0[pi] + k % nc
         ry_ = rmin[pi] + k // nc
-        boxes = tiles.tile_boxes(cx_, ry_)
+        boxes = tiles.tile_boxes(cx_, ry_, z)
         hit = shapely.intersects(
             geoms[pi], shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3])
         )

@@ -91,7 +91,7 @@ def polygonal_part(g: shapely.Geometry | None) -> shapely.Geometry | None:
 
     Nested collections are unpacked; empty and zero-area polygons are left out.
     """
-    if g is None or g.is_empty:
+    if g is None or shapely.is_empty(g):
         return None
     if isinstance(g, (shapely.Polygon, shapely.MultiPolygon)):
         return g

@@ -1,8 +1,34 @@
-"""Tile maths on morecantile, tile <-> path conversion, and listing outputs.
+"""Tile maths on morecantile, the tile's external spellings, and listing outputs.
 
 All coordinates are in the tile matrix set's CRS (for ``WorldCRS84Quad``,
-longitude/latitude in degrees). Tiles are :class:`morecantile.Tile` named
-tuples ``Tile(x, y, z)``.
+longitude/latitude in degrees).
+
+One tile key
+------------
+Inside grouputils a tile is a :class:`morecantile.Tile` ``Tile(x, y, z)``,
+everywhere: as a dictionary key, in sets, in function arguments and results.
+It is what morecantile's own maths (``tms.bounds``, ``tms.parent``,
+``tms.tile``) takes and returns, it is a hashable, immutable named tuple that
+compares and sorts by value, it pickles small (Parsl ships it to workers) and
+it carries its zoom level, so a tile of another level is never mistaken for
+one at the staging level. A class of our own (a ``TileKey(z, x, y)``) would
+only be a second spelling of what morecantile already returns, to convert at
+every call into it. A string or a tuple stands for a tile only where it
+leaves Python, and each such form is made and read by one pair of functions
+here, never by an f-string elsewhere:
+
+* ``Tile(x=1, y=2, z=3)``: the course-facing ``staging_tile`` column, GeoTIFF
+  tags, the CSV ``tile`` column and messages; :func:`tile_to_str` /
+  :func:`str_to_tile`.
+* ``WorldCRS84Quad-3-1-2``: identifiers across tile matrix sets (STAC item
+  ids); :func:`tile_id` / :func:`tile_from_id`.
+* ``(3, 1, 2)`` = ``(z, x, y)``: row keys of the run state; :func:`tile_key` /
+  :func:`key_tile`.
+* ``1/2`` = ``x/y``: tiles of the staging zoom level as JSON keys of a staging
+  manifest; :func:`tile_xy` / :func:`xy_tile`.
+* ``3/1/2`` = ``z/x/y``: a web tile's URL path; :func:`tile_zxy`.
+* ``.../3/1/2.tif``: output paths;
+  :meth:`grouputils.core.layout.Layout.tile_path` / :func:`tile_from_path`.
 """
 
 from __future__ import annotations
@@ -19,11 +45,29 @@ from morecantile import Tile
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError
 from grouputils.core.input_checks import warn_skipped_vector_files
+from grouputils.core.layout import TILE_EXTENSIONS, Layout, TileKind
 
-__all__ = ["Tile", "Tiles", "get_tms", "tile_from_path", "tile_to_str", "str_to_tile"]
+__all__ = [
+    "Tile",
+    "Tiles",
+    "get_tms",
+    "tile_from_path",
+    "tile_to_str",
+    "str_to_tile",
+    "tile_id",
+    "tile_from_id",
+    "tile_key",
+    "key_tile",
+    "tile_xy",
+    "xy_tile",
+    "tile_zxy",
+    "tile_order",
+    "unique_tiles",
+]
 
 Kind = Literal["input", "staged", "geotiff", "web_tiles"]
-_EXT = {"staged": ".gpkg", "geotiff": ".tif", "web_tiles": ".png"}
+#: A tile as a row key of the run state: ``(z, x, y)``.
+TileKey = tuple[int, int, int]
 
 
 @functools.lru_cache(maxsize=16)
@@ -33,18 +77,78 @@ def get_tms(tms_id: str) -> morecantile.TileMatrixSet:
 
 
 def tile_to_str(tile: Tile) -> str:
-    """``Tile(x=1, y=2, z=3)`` as the string stored in ``staging_tile``."""
+    """``Tile(x=1, y=2, z=3)``: the tile as stored in ``staging_tile``, tags and CSV files."""
     return f"Tile(x={tile.x}, y={tile.y}, z={tile.z})"
 
 
 def str_to_tile(text: str) -> Tile:
-    """Inverse of :func:`tile_to_str`."""
+    """Inverse of :func:`tile_to_str`.
+
+    Raises
+    ------
+    ValueError
+        ``text`` is not such a string.
+    """
     try:
-        inner = text.strip()[len("Tile(") : -1]
-        parts = dict(p.strip().split("=") for p in inner.split(","))
+        inner = text.strip()
+        if not (inner.startswith("Tile(") and inner.endswith(")")):
+            raise ValueError(text)
+        parts = dict(p.strip().split("=") for p in inner[len("Tile(") : -1].split(","))
         return Tile(int(parts["x"]), int(parts["y"]), int(parts["z"]))
     except (KeyError, ValueError) as e:
         raise ValueError(f"not a tile string: {text!r}") from e
+
+
+def tile_id(tms: str, tile: Tile) -> str:
+    """``'<TMS>-<z>-<x>-<y>'``: the tile's identifier across tile matrix sets (STAC item ids)."""
+    return f"{tms}-{tile.z}-{tile.x}-{tile.y}"
+
+
+def tile_from_id(text: str) -> tuple[str, Tile]:
+    """Inverse of :func:`tile_id`: the tile matrix set and the tile.
+
+    Raises
+    ------
+    ValueError
+        ``text`` does not end in ``-<z>-<x>-<y>``.
+    """
+    try:
+        tms, z, x, y = text.rsplit("-", 3)
+        return tms, Tile(int(x), int(y), int(z))
+    except ValueError as e:
+        raise ValueError(f"not a tile id: {text!r}") from e
+
+
+def tile_key(tile: Tile) -> TileKey:
+    """``(z, x, y)``: the tile as a row key of the run state."""
+    return (int(tile.z), int(tile.x), int(tile.y))
+
+
+def key_tile(key: Iterable[int]) -> Tile:
+    """Inverse of :func:`tile_key`."""
+    z, x, y = key
+    return Tile(int(x), int(y), int(z))
+
+
+def tile_xy(tile: Tile) -> str:
+    """``'<x>/<y>'``: a tile of a known zoom level as a JSON key (staging manifests)."""
+    return f"{tile.x}/{tile.y}"
+
+
+def xy_tile(text: str, z: int) -> Tile:
+    """Inverse of :func:`tile_xy` for zoom level ``z``."""
+    x, y = text.split("/")
+    return Tile(int(x), int(y), z)
+
+
+def tile_zxy(tile: Tile) -> str:
+    """``'<z>/<x>/<y>'``: the tile as a web map's URL path (without the extension)."""
+    return f"{tile.z}/{tile.x}/{tile.y}"
+
+
+def tile_order(tile: Tile) -> tuple[int, int, int]:
+    """Sort key of tiles: by zoom level, then column, then row."""
+    return (tile.z, tile.x, tile.y)
 
 
 def tile_from_path(path: str | Path) -> Tile:
@@ -234,21 +338,14 @@ class Tiles:
         return [Tile(x + dx, y + dy, z) for dy in (0, 1) for dx in (0, 1)]
 
     # ---------------------------------------------------------------- paths
-    def _root(self, kind: Kind, statistic: str | None = None) -> Path:
-        c = self.config
-        if kind == "staged":
-            return c.dir_staged / c.tms
-        if kind == "geotiff":
-            return c.dir_geotiff / c.tms
-        if kind == "web_tiles":
-            if statistic is None:
-                raise ValueError("web tile paths need a statistic name")
-            return c.dir_web_tiles / statistic / c.tms
-        raise ValueError(f"unknown kind {kind!r}; use 'staged', 'geotiff' or 'web_tiles'")
+    @property
+    def layout(self) -> Layout:
+        """Every path of the output folder (:class:`~grouputils.core.layout.Layout`)."""
+        return Layout.of(self.config)
 
-    def path(self, kind: Kind, tile: Tile, statistic: str | None = None) -> Path:
+    def path(self, kind: TileKind, tile: Tile, statistic: str | None = None) -> Path:
         """Output path of ``tile`` for ``kind`` (``'staged'``, ``'geotiff'`` or ``'web_tiles'``)."""
-        return self._root(kind, statistic) / str(tile.z) / str(tile.x) / f"{tile.y}{_EXT[kind]}"
+        return self.layout.tile_path(kind, tile, statistic)
 
     def tile_from_path(self, path: str | Path) -> Tile:
         """The tile a ``<z>/<x>/<y>.<ext>`` path stands for."""
@@ -284,13 +381,14 @@ class Tiles:
             warn_skipped_vector_files(root, every, self.config.input_ext)
             files = [p for p in every if p.name.lower().endswith(ext)]
             return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+        layout = self.layout
         if kind == "web_tiles":
-            roots = [self._root(kind, s) for s in self.config.statistic_names]
+            roots = [layout.tile_root(kind, s) for s in self.config.statistic_names]
         else:
-            roots = [self._root(kind)]
+            roots = [layout.tile_root(kind)]
         out: list[Path] = []
         for root in roots:
-            out.extend(self._list_tiles(root, _EXT[kind], z))
+            out.extend(self._list_tiles(root, TILE_EXTENSIONS[kind], z))
         return out
 
     @staticmethod
@@ -314,9 +412,9 @@ class Tiles:
     def tiles_in(self, kind: Kind, z: int | None = None) -> list[Tile]:
         """The tiles present on disk for ``kind`` (deduplicated across statistics)."""
         seen = dict.fromkeys(tile_from_path(p) for p in self.get_filenames_from_dir(kind, z))
-        return sorted(seen, key=lambda t: (t.z, t.x, t.y))
+        return sorted(seen, key=tile_order)
 
 
 def unique_tiles(tiles: Iterable[Tile]) -> list[Tile]:
     """Distinct tiles sorted by (z, x, y)."""
-    return sorted(set(tiles), key=lambda t: (t.z, t.x, t.y))
+    return sorted(set(tiles), key=tile_order)

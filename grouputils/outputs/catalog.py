@@ -73,8 +73,10 @@ from tqdm.auto import tqdm
 
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError, OutputError
+from grouputils.core.layout import Layout
+from grouputils.core.raster.tags import KIND_TAG, RULE_TAGS, read_band_statistics
 from grouputils.core.swap import replace_folder
-from grouputils.core.tiles import Tiles, tile_from_path, tile_to_str
+from grouputils.core.tiles import Tiles, tile_from_path, tile_id, tile_to_str
 from grouputils.outputs.acquisition import DATE_ATTRIBUTE, Span, acquisition_spans
 
 __all__ = [
@@ -87,7 +89,7 @@ __all__ = [
     "write_stac_catalog",
 ]
 
-STAC_DIR = "stac"
+STAC_DIR = Layout(Path()).stac.name
 """Folder of the catalogue inside the output folder."""
 
 #: The projection extension's schema, shipped with grouputils
@@ -99,23 +101,17 @@ class UndatedError(InputError):
     """A tile's polygons carry no acquisition date, so its STAC item has no time."""
 
 
-_STATS = {
-    "minimum": "STATISTICS_MINIMUM",
-    "maximum": "STATISTICS_MAXIMUM",
-    "mean": "STATISTICS_MEAN",
-    "stddev": "STATISTICS_STDDEV",
-    "valid_percent": "STATISTICS_VALID_PERCENT",
-}
+_STATS = ("minimum", "maximum", "mean", "stddev", "valid_percent")
 
 
 def catalog_path(config: Config) -> Path:
     """Path of the root ``catalog.json`` of ``config``'s run."""
-    return config.dir_output / STAC_DIR / "catalog.json"
+    return Layout.of(config).catalog
 
 
 def item_id(tms: str, tile: Tile) -> str:
     """STAC item id of a tile, e.g. ``'WorldCRS84Quad-13-1401-907'``."""
-    return f"{tms}-{tile.z}-{tile.x}-{tile.y}"
+    return tile_id(tms, tile)
 
 
 def _footprint(tiles: Tiles, tile: Tile) -> tuple[list[float], dict[str, Any]]:
@@ -169,19 +165,15 @@ def _band_metadata(
         unit = (stat.unit if stat is not None else "") or tags.get("UNIT", "")
         if unit:
             band["unit"] = unit
-        stats = {}
-        for key, tag in _STATS.items():
-            if tag in tags:
-                value = float(tags[tag])
-                if np.isfinite(value):
-                    stats[key] = value
+        read = read_band_statistics(tags)
+        stats = {k: read[k] for k in _STATS if k in read and np.isfinite(read[k])}
         if stats:
             band["statistics"] = stats
-        if "STATISTICS_SUM" in tags:
-            band["grouputils:sum"] = float(tags["STATISTICS_SUM"])
-        for key in ("WEIGHT_BY", "AGGREGATE", "RESAMPLING"):
-            if f"STATISTIC_{key}" in tags:
-                band[f"grouputils:{key.lower()}"] = tags[f"STATISTIC_{key}"]
+        if "sum" in read:
+            band["grouputils:sum"] = read["sum"]
+        for field, tag in RULE_TAGS.items():
+            if tag in tags:
+                band[f"grouputils:{field}"] = tags[tag]
         out.append(band)
     return out
 
@@ -218,7 +210,7 @@ def _item(
             "title": f"{tile_to_str(tile)} of {config.tms}",
             "grouputils:tms": config.tms,
             "grouputils:tile": [tile.z, tile.x, tile.y],
-            "grouputils:kind": tags.get("GROUPUTILS_KIND", "unknown"),
+            "grouputils:kind": tags.get(KIND_TAG, "unknown"),
         },
     )
     crs, transform, bounds = grid
@@ -339,7 +331,7 @@ def write_stac_catalog(
         paths = [p for p in paths if tile_from_path(p).z in wanted]
     if not paths:
         raise InputError(
-            config.dir_geotiff / config.tms,
+            Layout.of(config).tile_root("geotiff"),
             "holds no GeoTIFFs to catalogue; run the pipeline first",
         )
     spans = _spans(tiles, paths, datetime)
@@ -394,7 +386,7 @@ def write_stac_catalog(
         root.add_child(collection)
     bar.close()
 
-    final = config.dir_output / STAC_DIR
+    final = Layout.of(config).stac
     tmp = config.dir_output / f".{STAC_DIR}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     try:
         root.normalize_hrefs(str(final.resolve()))

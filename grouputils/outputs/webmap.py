@@ -44,7 +44,8 @@ from grouputils.core.atomic import write_text_atomic
 from grouputils.core.config import Config, Statistic
 from grouputils.core.errors import ConfigError
 from grouputils.core.extras import missing_extra
-from grouputils.core.tiles import Tiles, tile_from_path
+from grouputils.core.layout import Layout
+from grouputils.core.tiles import Tiles, tile_from_path, tile_zxy
 from grouputils.core.webtiles import level_range, palette_lut
 
 __all__ = [
@@ -83,8 +84,7 @@ def _available_tiles(tiles: Tiles, statistic: str) -> list[str]:
     out = []
     for p in tiles.get_filenames_from_dir("web_tiles"):
         if p.parts[-5] == statistic:  # web_tiles/<statistic>/<TMS>/<z>/<x>/<y>.png
-            t = tile_from_path(p)
-            out.append(f"{t.z}/{t.x}/{t.y}")
+            out.append(tile_zxy(tile_from_path(p)))
     return out
 
 
@@ -179,8 +179,7 @@ def write_map_page(config: Config, basemap: bool | xyzservices.TileProvider = Tr
         The basemap provider is in another CRS than the map, or needs an API key.
     """
     tiles = Tiles(config)
-    out = config.dir_output
-    assets = out / "assets" / "leaflet"
+    assets = Layout.of(config).map_assets
     src = leaflet_assets()
     assets.mkdir(parents=True, exist_ok=True)
     for name in ("leaflet.js", "leaflet.js.map", "leaflet.css"):  # leaflet.js names its source map
@@ -217,7 +216,7 @@ def write_map_page(config: Config, basemap: bool | xyzservices.TileProvider = Tr
         .replace("__SPEC__", script_json(spec))
         .replace("__TITLE__", html.escape(f"IWP tiles — {config.tms}"))
     )
-    return write_text_atomic(out / "index.html", page)
+    return write_text_atomic(Layout.of(config).map_page, page)
 
 
 def script_json(value: Any) -> str:

@@ -4,7 +4,7 @@ A task that fails on a Parsl worker comes back to the main process as a value,
 so the traceback has to be formatted on the worker: :meth:`Failure.from_exception`
 does that. The run log gets the whole traceback; the run summary gets
 :meth:`Failure.first_frames`, the innermost frames with paths shortened to the
-package (``grouputils/core/staging.py:312 in stage``), so the summary holds no
+package (``grouputils/core/staging/stager.py:189 in stage``), so the summary holds no
 absolute paths of the machine.
 """
 

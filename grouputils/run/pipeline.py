@@ -66,6 +66,7 @@ from tqdm.auto import tqdm
 from grouputils.core.atomic import write_json_atomic
 from grouputils.core.config import Config
 from grouputils.core.errors import ConfigError, InputError, OutputError
+from grouputils.core.layout import Layout
 from grouputils.core.preflight import check_statistic_columns
 from grouputils.core.rasterize import RasterTiler
 from grouputils.core.staging import TileStager
@@ -75,7 +76,7 @@ from grouputils.run.parallel import choose_batch_size, make_batch, parallel_map
 from grouputils.run.reports import run_totals
 from grouputils.run.run_steps import STEPS, Context
 from grouputils.run.runlock import RunLock
-from grouputils.run.state import STATE_DIR, STATE_FILE, RunState
+from grouputils.run.state import RunState
 from grouputils.teaching.profiling import profile_resources
 
 __all__ = [
@@ -91,10 +92,6 @@ log = logging.getLogger(__name__)
 
 Executor = Literal["serial", "local", "slurm"]
 MANIFEST = "run-manifest.json"  # the state file replaced it; removed when found
-SUMMARY = "run-summary.json"
-#: The run's private folder inside the output folder: Parsl's run folder (with its
-#: certificates), the log and the run lock. Never linked by the map; not to be published.
-PRIVATE_DIR = ".grouputils"
 
 
 @dataclasses.dataclass
@@ -268,7 +265,7 @@ def _executor(
 
     from grouputils.run import parallel
 
-    run_dir = config.dir_output / PRIVATE_DIR / "parsl-runinfo"
+    run_dir = Layout.of(config).parsl_runinfo
     if executor == "local":
         pconf = parallel.local_config(workers, run_dir=run_dir, config=config, blocks=blocks)
     elif executor == "slurm":
@@ -368,7 +365,7 @@ def _one_run_per_output_folder(func: Callable[..., RunReport]) -> Callable[..., 
         inputs = check_inputs(config)  # before anything is written
         check_statistic_columns(config, inputs)  # a misspelt attribute fails now, not after staging
         pyramid_min_zoom(config.tms, config.z)  # refuse a TMS whose levels do not double
-        with RunLock(config.dir_output / PRIVATE_DIR, what=config.dir_output):
+        with RunLock(Layout.of(config).private, what=config.dir_output):
             return func(config, **kwargs)
 
     return locked
@@ -456,7 +453,8 @@ def run_pipeline(
         raise OutputError(
             config.dir_output, f"output folder is not writable ({e.strerror or e})"
         ) from e
-    state_path = config.dir_output / STATE_DIR / STATE_FILE
+    layout = Layout.of(config)
+    state_path = layout.state_file
     if force:
         stager.clear(everything=True)
     if force or not state_path.exists():
@@ -464,8 +462,8 @@ def run_pipeline(
         # GeoTIFF and web tile is rebuilt, so leftovers are dropped now
         for d in (config.dir_geotiff, config.dir_web_tiles):
             shutil.rmtree(d, ignore_errors=True)
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{state_path}{suffix}").unlink(missing_ok=True)
+        for p in layout.state_files():
+            p.unlink(missing_ok=True)
         (config.dir_output / MANIFEST).unlink(missing_ok=True)
 
     steps: list[StepReport] = []
@@ -500,7 +498,7 @@ def run_pipeline(
         n_workers,
         blocks if executor == "local" else 1,
     )
-    write_json_atomic(config.dir_output / SUMMARY, summary)
+    write_json_atomic(Layout.of(config).run_summary, summary)
     _save_timeline(config, timeline)
     return RunReport(steps=steps, summary=summary)
 

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from grouputils.core.errors import InputError
+from grouputils.core.layout import Layout
 from grouputils.run.plan import LinearFit, Projection, choose_sample, fit_linear, project
 
 __all__ = ["FileTiming", "PlanResult", "time_file", "plan_run"]
-
-OUTPUT_DIRS = ("staged", "geotiff", "web_tiles")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +76,10 @@ def time_file(path: Path, workdir: Path, config_file: Path | None = None) -> Fil
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise InputError(path, f"the timing run failed:\n{(res.stdout + res.stderr)[-1500:]}")
-    summary = json.loads((out / "run-summary.json").read_text())
-    files = [p for d in OUTPUT_DIRS for p in (out / d).rglob("*") if p.is_file()]
+    layout = Layout(out)
+    summary = json.loads(layout.run_summary.read_text())
+    dirs = (layout.staged, layout.geotiff, layout.web_tiles)
+    files = [p for d in dirs for p in d.rglob("*") if p.is_file()]
     return FileTiming(
         path=path,
         input_bytes=path.stat().st_size,

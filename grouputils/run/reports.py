@@ -13,13 +13,13 @@ from typing import Any
 import pandas as pd
 
 from grouputils.core.config import Config
+from grouputils.core.raster.tags import SUMMARY_BAND_FIELDS, SUMMARY_FIELDS
 from grouputils.run.state import RunState
 
 __all__ = ["run_totals", "raster_summary"]
 
-#: Summary fields of a GeoTIFF row (the ``GROUPUTILS_*`` tags), in column order.
-SUMMARY_FIELDS = ("kind", "n_rows", "n_counted", "n_duplicated", "n_children", "n_data_pixels")
-BAND_FIELDS = ("min", "max", "mean", "sum")
+#: Summary fields of a GeoTIFF row (the ``GROUPUTILS_*`` tags) and band columns, in column order.
+BAND_FIELDS = tuple(SUMMARY_BAND_FIELDS)
 
 
 def run_totals(state: RunState, config: Config) -> dict[str, Any]:

@@ -19,9 +19,10 @@ from typing import Any
 
 from grouputils.core.atomic import write_text_atomic
 from grouputils.core.config import Config
+from grouputils.core.layout import Layout
 from grouputils.core.rasterize import RasterTiler
 from grouputils.core.staging import TileStager
-from grouputils.core.tiles import Tile, tile_to_str
+from grouputils.core.tiles import Tile, key_tile, tile_key, tile_to_str
 from grouputils.run.failures import Failure
 from grouputils.run.reports import raster_summary
 from grouputils.run.state import Key, RunState, TileRow
@@ -68,11 +69,11 @@ def STEPS(config: Config) -> list[tuple[str, Callable[[Context, Any], None]]]:
 
 
 def _key(tile: Tile) -> Key:
-    return (tile.z, tile.x, tile.y)
+    return tile_key(tile)
 
 
 def _tile(key: Key) -> Tile:
-    return Tile(key[1], key[2], key[0])
+    return key_tile(key)
 
 
 def _stage(ctx: Context, rep: Any) -> None:
@@ -267,7 +268,7 @@ def _web_tiles(ctx: Context, rep: Any) -> None:
     rep.skipped = rep.total - sum(ok for ok, _ in results)
     # legends: rewritten only when their look changed (or one is missing)
     legend_fp = _fingerprint(style, config.z)
-    legends = [config.dir_web_tiles / s.name / "legend.png" for s in config.statistics]
+    legends = [Layout.of(config).legend(s.name) for s in config.statistics]
     if state.get_meta("legends") != legend_fp or not all(p.exists() for p in legends):
         ctx.rasterizer.write_legends()
         state.set_meta("legends", legend_fp)
@@ -281,7 +282,8 @@ def _publish(ctx: Context) -> None:
 
     state, config = ctx.state, ctx.config
     generation = str(state.generation)
-    wanted = [config.filename_rasterization_summary, config.dir_output / "index.html"]
+    layout = Layout.of(config)
+    wanted = [layout.raster_summary, layout.map_page]
     has_tiles = state.count("geotiff") > 0
     if has_tiles:
         wanted.append(catalog_path(config))
@@ -297,7 +299,7 @@ def _publish(ctx: Context) -> None:
             log.warning("STAC catalogue not written: %s", e)
             shutil.rmtree(config.dir_output / "stac", ignore_errors=True)
     else:
-        shutil.rmtree(config.dir_output / "stac", ignore_errors=True)
+        shutil.rmtree(layout.stac, ignore_errors=True)
     write_map_page(config)
     state.set_meta("published", generation)
 

@@ -30,12 +30,13 @@ from typing import Any
 import psutil
 
 from grouputils.core.errors import GroupUtilsError, OutputError
+from grouputils.core.layout import LOCK_FILE
 
 __all__ = ["RunLock", "RunLockedError", "LOCK_NAME"]
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = "run.lock"
+LOCK_NAME = LOCK_FILE
 
 
 class RunLockedError(GroupUtilsError, RuntimeError):

@@ -37,11 +37,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from grouputils.core.layout import PRIVATE_DIR, STATE_FILE
+
 __all__ = ["RunState", "TileRow", "Key", "file_entry", "STATE_DIR", "STATE_FILE"]
 
-#: Folder of the run's private files inside the output folder (never published).
-STATE_DIR = ".grouputils"
-STATE_FILE = "state.sqlite"
+#: Folder of the run's private files inside the output folder (never published),
+#: and the state's file name there (both named by :mod:`grouputils.core.layout`).
+STATE_DIR = PRIVATE_DIR
 
 #: ``(z, x, y)`` of a tile.
 Key = tuple[int, int, int]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from grouputils.core.tiles import Tile
+from grouputils.core.tiles import Tile, key_tile
 from grouputils.run.state import Key, RunState, TileRow, file_entry
 
 __all__ = [
@@ -76,7 +76,7 @@ def _raster_record(
 def finalize_task(stager: Any, key: Key) -> dict[str, Any]:
     """Finalize one staged tile; its record (``removed`` if it has no parts left)."""
     t0 = time.perf_counter()
-    res = stager.finalize_tile(Tile(key[1], key[2], key[0]))
+    res = stager.finalize_tile(key_tile(key))
     if res["path"] is None:
         return {"removed": True}
     info = {
@@ -102,9 +102,9 @@ def adopt_staged(stager: Any, key: Key, fingerprint: str) -> dict[str, Any] | No
     """
     import pyogrio
 
-    from grouputils.core.staging import STAGED_LAYER, staged_fingerprint
+    from grouputils.core.staging import STAGED_LAYER, duplicates_within, staged_fingerprint
 
-    path = stager.tiles.path("staged", Tile(key[1], key[2], key[0]))
+    path = stager.tiles.path("staged", key_tile(key))
     if staged_fingerprint(path) != fingerprint:
         return None
     try:
@@ -121,7 +121,7 @@ def adopt_staged(stager: Any, key: Key, fingerprint: str) -> dict[str, Any] | No
     info = {
         "rows": len(df),
         "duplicates": int(dup.sum()),
-        "duplicates_within": int((dup & within).sum()),
+        "duplicates_within": int(duplicates_within(within, dup).sum()),
     }
     return {
         "fingerprint": fingerprint,
@@ -135,7 +135,7 @@ def rasterize_task(rasterizer: Any, key: Key) -> dict[str, Any]:
     """Rasterize one staged tile; its record (counts, band statistics, covered area)."""
     t0 = time.perf_counter()
     tile, values, tags = rasterizer.rasterize_vector_bands(
-        rasterizer.tiles.path("staged", Tile(key[1], key[2], key[0]))
+        rasterizer.tiles.path("staged", key_tile(key))
     )
     return _raster_record(rasterizer, tile, values, tags, t0)
 
@@ -143,14 +143,14 @@ def rasterize_task(rasterizer: Any, key: Key) -> dict[str, Any]:
 def parent_task(rasterizer: Any, key: Key) -> dict[str, Any]:
     """Build one parent GeoTIFF from its children; its record."""
     t0 = time.perf_counter()
-    tile, values, tags = rasterizer.parent_geotiff_bands(Tile(key[1], key[2], key[0]))
+    tile, values, tags = rasterizer.parent_geotiff_bands(key_tile(key))
     return _raster_record(rasterizer, tile, values, tags, t0)
 
 
 def webtile_task(rasterizer: Any, key: Key) -> dict[str, Any]:
     """Colour one GeoTIFF into its web tiles; their record."""
     t0 = time.perf_counter()
-    paths = rasterizer.webtile(rasterizer.tiles.path("geotiff", Tile(key[1], key[2], key[0])))
+    paths = rasterizer.webtile(rasterizer.tiles.path("geotiff", key_tile(key)))
     root = rasterizer.config.dir_output
     return {
         "files": [file_entry(root, p) for p in paths],

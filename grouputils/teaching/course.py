@@ -25,7 +25,7 @@ import pandas as pd
 import pyogrio
 
 from grouputils.core.errors import InputError
-from grouputils.core.staging import STAGED_LAYER
+from grouputils.core.staging import STAGED_LAYER, counted_rows
 
 __all__ = ["unique_polygon_counts", "parse_count_table", "strip_markers"]
 
@@ -95,9 +95,7 @@ def unique_polygon_counts(dir_output: str | Path = "group-project") -> pd.Series
         missing = [c for c in _COLUMNS if c not in df.columns]
         if missing:
             raise InputError(path, f"lacks staging columns {missing}")
-        keep = df["staging_centroid_within_tile"].to_numpy(bool) & ~df[
-            "staging_duplicated"
-        ].to_numpy(bool)
+        keep = counted_rows(df["staging_centroid_within_tile"], df["staging_duplicated"])
         per_file = pd.Series(keep, index=df["staging_filename"].to_numpy()).groupby(level=0).sum()
         for name, n in per_file.items():
             counts[str(name)] = counts.get(str(name), 0) + int(n)
