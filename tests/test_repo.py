@@ -174,12 +174,12 @@ def _imported_modules(folder: Path) -> dict[str, set[str]]:
 
 
 def test_every_package_grouputils_imports_is_declared():
-    """Pillow, affine, xyzservices, ...: the distribution of every module imported in
+    """affine, xyzservices, pyarrow, ...: the distribution of every module imported in
     grouputils/ is a dependency or in an extra (not there only because another pulls it in)."""
     declared = {n.replace("_", "-") for n in _pins_pyproject()}
     dists = importlib.metadata.packages_distributions()
     imported = _imported_modules(REPO / "grouputils")
-    assert {"PIL", "affine", "xyzservices", "xstatic", "pystac"} <= set(imported)
+    assert {"affine", "xyzservices", "xstatic", "pystac", "pyarrow"} <= set(imported)
     missing = {}
     for module, files in imported.items():
         candidates = {d.lower().replace("_", "-") for d in dists.get(module, [])}
