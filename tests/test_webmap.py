@@ -17,12 +17,16 @@ from pathlib import Path
 
 import pytest
 import rasterio
+import xyzservices
 
 from grouputils.core.config import Config
-from grouputils.run.pipeline import run_pipeline
+from grouputils.core.errors import ConfigError
+from grouputils.core.webtiles import level_range, palette_lut
 from grouputils.outputs.webmap import BASEMAPS, interactive_map, leaflet_assets, write_map_page
+from grouputils.run.pipeline import run_pipeline
 
-#: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
+#: The shipped samples in the repository (not samples.sample_dir(), which
+#: $GROUPUTILS_DATA redirects).
 SAMPLES = Path(__file__).resolve().parents[1] / "data-samples"
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = ("scene03_WV03_20150814.gpkg", "scene07_WV03_20160728.gpkg", "scene08_WV03_20180704.gpkg")
@@ -72,7 +76,9 @@ def test_every_file_the_page_names_is_in_the_output_folder(config: Config) -> No
     css = out / "assets/leaflet/leaflet.css"
     for url in re.findall(r"url\(([^)#]+)\)", css.read_text()):
         assert (css.parent / url.strip("'\"")).is_file(), url
-    source_map = re.search(r"sourceMappingURL=(\S+)", (out / "assets/leaflet/leaflet.js").read_text()).group(1)
+    source_map = re.search(
+        r"sourceMappingURL=(\S+)", (out / "assets/leaflet/leaflet.js").read_text()
+    ).group(1)
     assert (out / "assets/leaflet" / source_map).is_file()
 
 
@@ -80,7 +86,7 @@ def test_the_only_online_address_is_the_optional_basemap(config: Config, tmp_pat
     page = config.dir_output / "index.html"
     spec = spec_of(page)
     urls = re.findall(r"https?://[^\s\"'<>)]+", page.read_text())
-    assert urls == [spec["basemap"][0]] == [BASEMAPS[config.tms][0]]
+    assert urls == [spec["basemap"][0]] == [BASEMAPS[config.tms].build_url(scale_factor="")]
     # without the basemap the page holds no online address at all
     offline = config.replace(dir_output=tmp_path / "copy")
     shutil.copytree(config.dir_output / "web_tiles", offline.dir_output / "web_tiles")
@@ -90,14 +96,27 @@ def test_the_only_online_address_is_the_optional_basemap(config: Config, tmp_pat
     assert not re.findall(r"https?://", page.read_text())
 
 
-def test_leaflet_is_copied_from_the_installed_package_not_kept_in_the_repository(config: Config) -> None:
+def test_leaflet_is_copied_from_the_installed_package_not_kept_in_the_repository(
+    config: Config,
+) -> None:
     src, dest = leaflet_assets(), config.dir_output / "assets" / "leaflet"
     names = ["leaflet.js", "leaflet.css", *[f"images/{p.name}" for p in (src / "images").iterdir()]]
     assert "images/layers.png" in names
     for name in names:
         assert (dest / name).read_bytes() == (src / name).read_bytes(), name
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert not [f for f in tracked.splitlines() if Path(f).name.startswith("leaflet") and f.endswith((".js", ".css"))]
+    # Leaflet's files come from the XStatic package, with Leaflet's licence next to them
+    assert "xstatic" in src.parts and "leaflet" in src.parts
+    assert "Leaflet 1.9" in (dest / "leaflet.js").read_text()[:200]
+    licence = (dest / "LICENSE.txt").read_text()
+    assert "BSD 2-Clause License" in licence and "Agafonkin" in licence
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert not [
+        f
+        for f in tracked.splitlines()
+        if Path(f).name.startswith("leaflet") and f.endswith((".js", ".css"))
+    ]
 
 
 def test_the_page_lists_exactly_the_web_tiles_on_disk(config: Config) -> None:
@@ -120,7 +139,9 @@ def test_the_page_lists_exactly_the_web_tiles_on_disk(config: Config) -> None:
             b = src.bounds
         lefts.append(b.left), bottoms.append(b.bottom), rights.append(b.right), tops.append(b.top)
     (south, west), (north, east) = spec["bounds"]
-    assert [south, west, north, east] == pytest.approx([min(bottoms), min(lefts), max(tops), max(rights)])
+    assert [south, west, north, east] == pytest.approx(
+        [min(bottoms), min(lefts), max(tops), max(rights)]
+    )
 
 
 def test_a_web_mercator_map_is_placed_in_degrees(tmp_path: Path) -> None:
@@ -136,7 +157,9 @@ def test_a_web_mercator_map_is_placed_in_degrees(tmp_path: Path) -> None:
 def test_interactive_map_shows_every_statistic_from_the_notebook_folder(config: Config) -> None:
     import ipyleaflet
 
-    m = interactive_map(config, statistic="prop_pixel_covered_by_IWP", notebook_dir=config.dir_output.parent)
+    m = interactive_map(
+        config, statistic="prop_pixel_covered_by_IWP", notebook_dir=config.dir_output.parent
+    )
     tiles = [layer for layer in m.layers if isinstance(layer, ipyleaflet.LocalTileLayer)]
     assert [t.name for t in tiles] == ["prop_pixel_covered_by_IWP", "number_IWP_per_pixel"]
     assert [t.visible for t in tiles] == [True, False]
@@ -146,3 +169,39 @@ def test_interactive_map_shows_every_statistic_from_the_notebook_folder(config: 
     assert m.crs["name"] == "EPSG4326"
     with pytest.raises(ValueError, match="not below the notebook folder"):
         interactive_map(config, notebook_dir=config.dir_output / "assets")
+
+
+def test_basemaps_come_from_xyzservices_in_the_map_crs(config: Config, tmp_path: Path) -> None:
+    """Default providers are xyzservices TileProviders in the TMS's CRS; a wrong one is refused."""
+    assert isinstance(BASEMAPS["WebMercatorQuad"], xyzservices.TileProvider)
+    assert BASEMAPS["WebMercatorQuad"] is xyzservices.providers.OpenStreetMap.Mapnik
+    assert BASEMAPS["WorldCRS84Quad"].get("crs") == "EPSG:4326"
+    copy = config.replace(dir_output=tmp_path / "copy")
+    shutil.copytree(config.dir_output / "web_tiles", copy.dir_output / "web_tiles")
+    shutil.copytree(config.dir_output / "geotiff", copy.dir_output / "geotiff")
+    with pytest.raises(ConfigError, match="EPSG:3857"):
+        write_map_page(copy, basemap=xyzservices.providers.OpenStreetMap.Mapnik)
+    mine = xyzservices.TileProvider(
+        name="mine",
+        url="https://example.org/{z}/{y}/{x}.png",
+        attribution="<b>me</b>",
+        crs="EPSG:4326",
+        max_zoom=9,
+    )
+    spec = spec_of(write_map_page(copy, basemap=mine))
+    assert spec["basemap"] == ["https://example.org/{z}/{y}/{x}.png", "&lt;b&gt;me&lt;/b&gt;", 9]
+
+
+def test_the_legend_scale_in_the_page_is_the_web_tiles_colouring(config: Config) -> None:
+    """The page labels colours with level_range at z_max (the page scales it per zoom) and
+    the palette's LUT."""
+    spec = spec_of(config.dir_output / "index.html")
+    for layer, stat in zip(spec["layers"], config.statistics, strict=True):
+        scale = layer["scale"]
+        assert scale["ranges"] == [
+            list(level_range(stat, z, config.z)) for z in range(config.z + 1)
+        ]
+        assert scale["sum"] == (stat.resampling == "sum")
+        lut = palette_lut(stat)
+        assert scale["colours"][0] == "#{:02x}{:02x}{:02x}".format(*lut[0][:3])
+        assert scale["colours"][-1] == "#{:02x}{:02x}{:02x}".format(*lut[255][:3])

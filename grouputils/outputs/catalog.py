@@ -16,23 +16,30 @@ Design
   would need a multipolygon footprint and hundreds of assets in one item,
   which STAC clients neither search nor display well. With items per tile a
   search by bounding box returns just the tiles needed.
-* **Core STAC only.** The bands are described with STAC 1.1's core ``bands``
-  field on the GeoTIFF asset (name, description, ``data_type`` float32,
-  ``nodata`` NaN, ``unit`` and ``statistics``: minimum, maximum, mean,
-  standard deviation, valid percent, read from the tags each GeoTIFF
-  carries). No extension is declared, so the whole catalogue validates
-  against the core schemas that pystac ships, offline
-  (``pystac.validation.validate_all``). Tile indices and the resampling rule
-  are stored under the ``grouputils:`` prefix.
+* **Core STAC plus the projection extension.** The bands are described with
+  STAC 1.1's core ``bands`` field on the GeoTIFF asset (name, description,
+  ``data_type`` float32, ``nodata`` NaN, ``unit`` and ``statistics``:
+  minimum, maximum, mean, standard deviation, valid percent, read from the
+  tags each GeoTIFF carries). Each item declares the projection extension
+  v2.0 (``proj:code``, ``proj:shape``, ``proj:transform``, ``proj:bbox`` of
+  the GeoTIFF's grid), so ``odc-stac`` or ``stackstac`` can lay the tiles out
+  without opening them. The catalogue validates offline
+  (:func:`validate_stac_catalog`: the core schemas pystac ships and the
+  projection schema shipped in ``grouputils/assets``). Tile indices and the
+  resampling rule are stored under the ``grouputils:`` prefix.
 * **Relative links and asset paths** (a self-contained catalogue): the output
   folder can be moved or copied, and the catalogue still resolves.
 * **Footprints in longitude/latitude** (STAC requires WGS 84): for
   ``WorldCRS84Quad`` the tile bounds from morecantile as they are; for a
   projected tile matrix set the tile's outline, densified, is transformed.
-* **datetime**: STAC items need one. The GeoTIFFs combine several
-  acquisitions, so by default an item's ``datetime`` (and ``created``) is
-  when its GeoTIFF was written (UTC), and a collection's temporal extent
-  spans its items; pass ``datetime=`` to use one nominal time instead.
+* **datetime**: when the polygons in the tile were acquired
+  (:mod:`grouputils.outputs.acquisition`: their ``Date``/``Time``
+  attributes, else the date in their input file's name), never when a file
+  was written: one scene gives ``datetime``; several give
+  ``start_datetime``/``end_datetime`` and, as ``datetime``, the latest (what
+  the tile shows is the ground as of then); a parent tile spans its children.
+  Two identical runs write byte-identical catalogues. Pass ``datetime=`` to
+  use one nominal time instead (required when nothing carries a date).
 * **Written atomically**: the catalogue is built in a temporary sibling
   folder and swapped in by two renames, so readers never see a half-written
   catalogue, and rewriting it after a rerun replaces it entirely.
@@ -42,6 +49,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.resources
+import json
 import os
 import shutil
 import uuid
@@ -55,6 +64,10 @@ import pystac
 import rasterio
 import shapely
 from morecantile import Tile
+from pystac.extensions.projection import ProjectionExtension
+from pystac.serialization import identify_stac_object
+from pystac.utils import make_absolute_href
+from pystac.validation import JsonSchemaSTACValidator, validate_dict
 from rasterio.errors import RasterioIOError
 from tqdm.auto import tqdm
 
@@ -64,11 +77,29 @@ from grouputils.core.layout import Layout
 from grouputils.core.raster.tags import KIND_TAG, RULE_TAGS, read_band_statistics
 from grouputils.core.swap import replace_folder
 from grouputils.core.tiles import Tiles, tile_from_path, tile_id, tile_to_str
+from grouputils.outputs.acquisition import DATE_ATTRIBUTE, Span, acquisition_spans
 
-__all__ = ["STAC_DIR", "catalog_path", "write_stac_catalog", "validate_stac_catalog", "item_id"]
+__all__ = [
+    "STAC_DIR",
+    "UndatedError",
+    "catalog_path",
+    "item_id",
+    "offline_validator",
+    "validate_stac_catalog",
+    "write_stac_catalog",
+]
 
 STAC_DIR = Layout(Path()).stac.name
 """Folder of the catalogue inside the output folder."""
+
+#: The projection extension's schema, shipped with grouputils
+#: (Apache-2.0, from stac-extensions/projection).
+_PROJ_SCHEMA = "stac-projection-v2.0.0-schema.json"
+
+
+class UndatedError(InputError):
+    """A tile's polygons carry no acquisition date, so its STAC item has no time."""
+
 
 _STATS = ("minimum", "maximum", "mean", "stddev", "valid_percent")
 
@@ -126,7 +157,7 @@ def _band_metadata(
 ) -> list[dict[str, Any]]:
     out = []
     known = {s.name: s for s in config.statistics}
-    for name, tags in zip(names, band_tags):
+    for name, tags in zip(names, band_tags, strict=True):
         band: dict[str, Any] = {"name": name, "data_type": "float32", "nodata": "nan"}
         stat = known.get(name)
         if stat is not None and stat.description:
@@ -148,7 +179,7 @@ def _band_metadata(
 
 
 def _item(
-    config: Config, tiles: Tiles, path: Path, when: dt.datetime | None, include_web_tiles: bool
+    config: Config, tiles: Tiles, path: Path, span: Span, include_web_tiles: bool
 ) -> pystac.Item:
     tile = tile_from_path(path)
     try:
@@ -157,35 +188,46 @@ def _item(
             band_tags = [src.tags(b) for b in range(1, src.count + 1)]
             tags = src.tags()
             shape = [src.height, src.width]
+            grid = src.crs, src.transform, src.bounds
     except RasterioIOError as e:
         raise InputError(path, f"not a readable GeoTIFF ({e})") from None
     if names != config.statistic_names:
         raise InputError(
             path,
-            f"bands are {list(names)} but the config's statistics are {list(config.statistic_names)}",
+            f"bands are {list(names)} but the config's statistics are "
+            f"{list(config.statistic_names)}",
         )
-    made = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.UTC).replace(microsecond=0)
     bbox, geometry = _footprint(tiles, tile)
+    first, last = span
     item = pystac.Item(
         id=item_id(config.tms, tile),
         geometry=geometry,
         bbox=bbox,
-        datetime=when or made,
+        datetime=last,  # several scenes: the latest (the tile shows the ground as of then)
+        start_datetime=None if first == last else first,
+        end_datetime=None if first == last else last,
         properties={
             "title": f"{tile_to_str(tile)} of {config.tms}",
-            "created": pystac.utils.datetime_to_str(made),
             "grouputils:tms": config.tms,
             "grouputils:tile": [tile.z, tile.x, tile.y],
             "grouputils:kind": tags.get(KIND_TAG, "unknown"),
-            "grouputils:shape": shape,
         },
+    )
+    crs, transform, bounds = grid
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    proj.apply(
+        code=_crs_code(crs),
+        wkt2=None if _crs_code(crs) else crs.to_wkt(),
+        shape=shape,
+        transform=[float(v) for v in tuple(transform)[:6]],
+        bbox=[float(v) for v in bounds],
     )
     item.add_asset(
         "data",
         pystac.Asset(
             href=str(path.resolve()),
             title="GeoTIFF, one float32 band per statistic (NaN = no data)",
-            media_type=pystac.MediaType.GEOTIFF,
+            media_type=pystac.MediaType.GEOTIFF,  # a COG: rio cogeo validate passes
             roles=["data"],
             extra_fields={"bands": _band_metadata(config, names, band_tags)},
         ),
@@ -204,6 +246,28 @@ def _item(
                     ),
                 )
     return item
+
+
+def _crs_code(crs: Any) -> str | None:
+    """``'EPSG:4326'``-style code of a rasterio CRS, or None when it has none."""
+    found = crs.to_authority() if crs is not None else None
+    return f"{found[0]}:{found[1]}" if found else None
+
+
+def _spans(tiles: Tiles, paths: list[Path], when: dt.datetime | None) -> dict[Path, Span]:
+    if when is not None:
+        return {p: (when, when) for p in paths}
+    found = acquisition_spans(tiles, [tile_from_path(p) for p in paths])
+    undated = [p for p in paths if tile_from_path(p) not in found]
+    if undated:
+        raise UndatedError(
+            undated[0],
+            f"{len(undated)} GeoTIFF tile(s) have no acquisition date: their staged polygons "
+            f"have no {DATE_ATTRIBUTE!r} attribute (YYYYMMDD) and their input file names carry "
+            "no YYYYMMDD date (or the staged tiles are gone); pass datetime= to "
+            "write_stac_catalog for one nominal time",
+        )
+    return {p: found[tile_from_path(p)] for p in paths}
 
 
 def write_stac_catalog(
@@ -229,7 +293,8 @@ def write_stac_catalog(
         as ``'visual'`` assets of its item.
     datetime : datetime.datetime, optional
         One nominal time for every item (timezone-aware; naive means UTC).
-        Default: when each GeoTIFF was written.
+        Default: the acquisition times of the polygons in each tile
+        (:func:`grouputils.outputs.acquisition.acquisition_spans`).
     license : str
         SPDX license id of the collections, or ``'other'``.
     progress : bool
@@ -245,6 +310,8 @@ def write_stac_catalog(
     InputError
         No GeoTIFFs, or a GeoTIFF that cannot be read or whose bands are not
         the config's statistics.
+    UndatedError
+        No ``datetime`` given and a tile's polygons carry no acquisition date.
     OutputError
         The output folder cannot be written.
 
@@ -252,8 +319,8 @@ def write_stac_catalog(
     -----
     One collection per zoom level (id ``<TMS>-z<z>``), one item per tile (id
     ``<TMS>-<z>-<x>-<y>``) with the GeoTIFF as asset ``'data'``; links and
-    asset paths are relative. The result validates against the core STAC
-    1.1 schemas bundled with pystac (no network needed).
+    asset paths are relative. Items declare the projection extension v2.0.
+    :func:`validate_stac_catalog` validates the result with no network.
     """
     tiles = Tiles(config)
     if datetime is not None and datetime.tzinfo is None:
@@ -267,6 +334,7 @@ def write_stac_catalog(
             Layout.of(config).tile_root("geotiff"),
             "holds no GeoTIFFs to catalogue; run the pipeline first",
         )
+    spans = _spans(tiles, paths, datetime)
     by_zoom: dict[int, list[Path]] = {}
     for p in paths:
         by_zoom.setdefault(tile_from_path(p).z, []).append(p)
@@ -276,19 +344,20 @@ def write_stac_catalog(
         id=f"grouputils-{config.tms}",
         title="Ice-wedge polygon rasters (grouputils)",
         description=(
-            f"GeoTIFF pyramid of a grouputils run on the {config.tms} tile matrix set, zoom levels "
-            f"{min(by_zoom)} to {max(by_zoom)}: one float32 band per statistic ({names}), NaN where "
-            "there is no data. One collection per zoom level, one item per tile."
+            f"GeoTIFF pyramid of a grouputils run on the {config.tms} tile matrix set, zoom "
+            f"levels {min(by_zoom)} to {max(by_zoom)}: one float32 band per statistic ({names}), "
+            "NaN where there is no data. One collection per zoom level, one item per tile."
         ),
     )
     bar = tqdm(total=len(paths), desc="STAC items", unit="item", disable=not progress)
     for z in sorted(by_zoom, reverse=True):
         items = []
         for p in by_zoom[z]:
-            items.append(_item(config, tiles, p, datetime, include_web_tiles))
+            items.append(_item(config, tiles, p, spans[p], include_web_tiles))
             bar.update()
         boxes = np.array([it.bbox for it in items])
-        times = sorted(it.datetime for it in items)
+        first = min(spans[p][0] for p in by_zoom[z])
+        last = max(spans[p][1] for p in by_zoom[z])
         collection = pystac.Collection(
             id=f"{config.tms}-z{z}",
             title=f"Zoom level {z}",
@@ -307,7 +376,7 @@ def write_stac_catalog(
                         ]
                     ]
                 ),
-                pystac.TemporalExtent([[times[0], times[-1]]]),
+                pystac.TemporalExtent([[first, last]]),
             ),
             license=license,
             keywords=["ice-wedge polygons", "permafrost", "raster", "tiles"],
@@ -334,8 +403,47 @@ def write_stac_catalog(
     return final / "catalog.json"
 
 
+def offline_validator() -> JsonSchemaSTACValidator:
+    """A pystac validator that needs no network for grouputils' catalogues.
+
+    pystac ships the core STAC schemas; the projection extension's schema
+    (v2.0.0) is shipped in ``grouputils/assets`` and put in this validator's
+    own schema cache (the validator pystac registers globally is untouched).
+    """
+    validator = JsonSchemaSTACValidator()
+    text = (importlib.resources.files("grouputils") / "assets" / _PROJ_SCHEMA).read_text("utf-8")
+    validator.schema_cache[ProjectionExtension.get_schema_uri()] = json.loads(text)
+    return validator
+
+
+def _validate_tree(href: str, validator: JsonSchemaSTACValidator, stac_io: pystac.StacIO) -> int:
+    data = stac_io.read_json(href)
+    info = identify_stac_object(data)
+    validate_dict(
+        data,
+        stac_object_type=info.object_type,
+        stac_version=str(info.version_range.latest_valid_version()),
+        extensions=list(info.extensions),
+        href=href,
+        validator=validator,
+    )
+    if info.object_type == pystac.STACObjectType.ITEM:
+        return 1
+    n = 0
+    for link in data.get("links", []):
+        if link.get("rel") in (pystac.RelType.ITEM, pystac.RelType.CHILD):
+            n += _validate_tree(
+                make_absolute_href(link["href"], start_href=href), validator, stac_io
+            )
+    return n
+
+
 def validate_stac_catalog(path: str | Path) -> int:
-    """Validate a catalogue and everything under it against the core STAC schemas.
+    """Validate a catalogue and everything under it, offline.
+
+    Core objects are checked against the STAC 1.1 schemas pystac ships, and
+    the projection extension against its v2.0.0 schema shipped with
+    grouputils (:func:`offline_validator`); nothing is downloaded.
 
     Parameters
     ----------
@@ -357,8 +465,4 @@ def validate_stac_catalog(path: str | Path) -> int:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "STAC catalogue not found")
-    from pystac.validation import validate_all
-
-    catalog = pystac.read_file(str(path.resolve()))
-    validate_all(catalog)
-    return sum(1 for _ in catalog.get_items(recursive=True))
+    return _validate_tree(str(path.resolve()), offline_validator(), pystac.StacIO.default())

@@ -3,18 +3,27 @@
 :func:`write_map_page` writes ``<dir_output>/index.html``: every statistic's
 web tiles on a Leaflet map in the tile matrix set's CRS (``WorldCRS84Quad`` is
 Leaflet's ``L.CRS.EPSG4326``: EPSG:4326 with 2x1 tiles at zoom 0), a layer
-switcher, the legends and an optional online basemap (off by default, so the
-page works with no network). Leaflet itself comes from an installed Python
-package (``django-js-lib-leaflet``, the unmodified Leaflet 1.9 build, used for
-its files only) and is copied next to the page; nothing is pasted into this
-repository. Serve the folder with ``python -m http.server`` and open the page.
+switcher and the legends. The page tells a newcomer where they are: a scale
+bar, the zoom level shown, the latitude/longitude under the cursor, and a
+graticule (latitude/longitude lines, labelled) while no basemap is shown; the
+legend gives the values the colours stand for *at the zoom shown* (a
+``resampling='sum'`` statistic adds four pixels per zoom level out, see
+:func:`grouputils.core.webtiles.level_range`). An online basemap (from
+``xyzservices``) is offered, off when the page opens, so the page works with
+no network; if its tiles fail the graticule comes back and a note says so.
+
+Leaflet itself comes from an installed Python package made for shipping static
+files (``XStatic-Leaflet``, the unmodified Leaflet build) and is copied next
+to the page with its licence; nothing is pasted into this repository. Serve
+the folder with ``python -m http.server`` and open the page.
 
 The page knows which tiles exist (a list embedded in the page), so it requests
 only those: no 404s for empty ground, and a reviewer can check that every tile
 request succeeded.
 
 :func:`interactive_map` returns an ipyleaflet map of the same tiles for a
-notebook (tiles served by the Jupyter server from the notebook's folder).
+notebook (tiles served by the Jupyter server from the notebook's folder;
+needs the ``notebook`` extra).
 """
 
 from __future__ import annotations
@@ -28,10 +37,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import xyzservices
+import xyzservices.providers
+
 from grouputils.core.atomic import write_text_atomic
-from grouputils.core.config import Config
+from grouputils.core.config import Config, Statistic
+from grouputils.core.errors import ConfigError
+from grouputils.core.extras import missing_extra
 from grouputils.core.layout import Layout
 from grouputils.core.tiles import Tiles, tile_from_path, tile_zxy
+from grouputils.core.webtiles import level_range, palette_lut
 
 __all__ = [
     "BASEMAPS",
@@ -47,14 +62,22 @@ LEAFLET_CRS = {"WorldCRS84Quad": "EPSG4326", "WebMercatorQuad": "EPSG3857"}
 
 
 def leaflet_assets() -> Path:
-    """Folder of the installed Leaflet files (``leaflet.js``, ``leaflet.css``, ``images/``)."""
+    """Folder of the installed Leaflet files (``leaflet.js``, ``leaflet.css``, ``images/``).
+
+    They come from the ``XStatic-Leaflet`` package (``xstatic.pkg.leaflet``),
+    the unmodified Leaflet build packaged for Python.
+    """
     try:
-        root = importlib.resources.files("js_lib_leaflet") / "static" / "js_lib_leaflet"
+        import xstatic.pkg.leaflet as xstatic_leaflet  # type: ignore[import-untyped]
     except ModuleNotFoundError as e:  # pragma: no cover - an install problem
         raise ModuleNotFoundError(
-            "Leaflet files not found: install grouputils with its dependencies (django-js-lib-leaflet)"
+            "Leaflet files not found: install grouputils with its dependencies (XStatic-Leaflet)"
         ) from e
-    return Path(str(root))
+    return Path(xstatic_leaflet.BASE_DIR)
+
+
+#: Leaflet's licence (BSD-2-Clause), copied next to its files on every page.
+LEAFLET_LICENSE = "leaflet-LICENSE.txt"
 
 
 def _available_tiles(tiles: Tiles, statistic: str) -> list[str]:
@@ -78,35 +101,82 @@ def _data_bounds(tiles: Tiles, z: int) -> list[list[float]] | None:
     ]
 
 
-#: Online basemaps laid out like the tile matrix sets (EOX's WGS84 grid has 2x1 tiles at zoom 0).
-BASEMAPS = {
-    "WorldCRS84Quad": (
-        "https://tiles.maps.eox.at/wmts/1.0.0/terrain-light/default/WGS84/{z}/{y}/{x}.jpg",
-        "Terrain Light &copy; OpenStreetMap contributors and others, rendering &copy; EOX",
+#: Online basemaps laid out like the tile matrix sets: OpenStreetMap from xyzservices'
+#: registry for WebMercatorQuad; for WorldCRS84Quad (2x1 tiles at zoom 0), which the
+#: registry has no key-free provider for, EOX's WGS84 terrain as an xyzservices provider.
+BASEMAPS: dict[str, xyzservices.TileProvider] = {
+    "WorldCRS84Quad": xyzservices.TileProvider(
+        name="EOX.TerrainLight.WGS84",
+        url="https://tiles.maps.eox.at/wmts/1.0.0/terrain-light/default/WGS84/{z}/{y}/{x}.jpg",
+        attribution="Terrain Light (C) OpenStreetMap contributors and others, rendering (C) EOX",
+        crs="EPSG:4326",
+        max_zoom=16,
     ),
-    "WebMercatorQuad": (
-        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
-        "&copy; OpenStreetMap contributors",
-    ),
+    "WebMercatorQuad": xyzservices.providers.OpenStreetMap.Mapnik,
 }
 
 
-def write_map_page(config: Config, basemap: bool = True) -> Path:
-    """Write ``index.html`` (and Leaflet's files) into ``config.dir_output``.
+def _basemap(config: Config, basemap: bool | xyzservices.TileProvider) -> list[Any] | None:
+    """``[url, attribution, max_zoom]`` of the page's basemap, or None."""
+    if basemap is False:
+        return None
+    crs = LEAFLET_CRS.get(config.tms)
+    provider = BASEMAPS.get(config.tms) if basemap is True else basemap
+    if provider is None or crs is None:
+        return None
+    if not isinstance(provider, xyzservices.TileProvider):
+        raise ConfigError("basemap must be True, False or an xyzservices.TileProvider")
+    if provider.get("crs", "EPSG:3857").replace(":", "") != crs:
+        raise ConfigError(
+            f"basemap {provider.name!r} is in {provider.get('crs', 'EPSG:3857')}, but the map "
+            f"of {config.tms} is in {crs[:4]}:{crs[4:]}"
+        )
+    if provider.requires_token():
+        raise ConfigError(f"basemap {provider.name!r} needs an API key; set it on the provider")
+    # plain-text attribution: Leaflet inserts it as HTML, so it is escaped here
+    text = html.escape(str(provider.get("attribution", provider.name)))
+    return [provider.build_url(scale_factor=""), text, int(provider.get("max_zoom", 18))]
+
+
+def _scale(statistic: Statistic, z_max: int) -> dict[str, Any]:
+    """What the page needs to label the statistic's colours at any zoom.
+
+    ``ranges[z]`` is :func:`~grouputils.core.webtiles.level_range` at zoom
+    ``z``: the values at the two ends of the palette in the web tiles of that
+    zoom, as the web-tile step coloured them (the page holds no rule of its own).
+    """
+    lut = palette_lut(statistic)
+    stops = [lut[i] for i in range(0, 256, 32)] + [lut[255]]
+    return {
+        "ranges": [list(level_range(statistic, z, z_max)) for z in range(z_max + 1)],
+        "sum": statistic.resampling == "sum",
+        "colours": ["#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgba[:3])) for rgba in stops],
+    }
+
+
+def write_map_page(config: Config, basemap: bool | xyzservices.TileProvider = True) -> Path:
+    """Write ``index.html`` (and Leaflet's files with its licence) into ``config.dir_output``.
 
     Parameters
     ----------
     config : Config
         The run's settings; its web tiles must exist.
-    basemap : bool
-        Offer an online basemap laid out in the same tile grid (EOX terrain
-        for ``WorldCRS84Quad``, OpenStreetMap for ``WebMercatorQuad``) as an
-        overlay that is off when the page opens, so the page needs no network.
+    basemap : bool or xyzservices.TileProvider
+        Offer an online basemap laid out in the same tile grid as an overlay
+        that is off when the page opens, so the page needs no network. True:
+        :data:`BASEMAPS` (EOX terrain for ``WorldCRS84Quad``, OpenStreetMap
+        for ``WebMercatorQuad``); a provider (e.g. from
+        ``xyzservices.providers``) in the map's CRS; False: none.
 
     Returns
     -------
     Path
         The page.
+
+    Raises
+    ------
+    ConfigError
+        The basemap provider is in another CRS than the map, or needs an API key.
     """
     tiles = Tiles(config)
     assets = Layout.of(config).map_assets
@@ -115,6 +185,8 @@ def write_map_page(config: Config, basemap: bool = True) -> Path:
     for name in ("leaflet.js", "leaflet.js.map", "leaflet.css"):  # leaflet.js names its source map
         shutil.copyfile(src / name, assets / name)
     shutil.copytree(src / "images", assets / "images", dirs_exist_ok=True)
+    licence = importlib.resources.files("grouputils") / "assets" / LEAFLET_LICENSE
+    write_text_atomic(assets / "LICENSE.txt", licence.read_text("utf-8"))
     crs = LEAFLET_CRS.get(config.tms)
     layers = []
     for s in config.statistics:
@@ -127,6 +199,7 @@ def write_map_page(config: Config, basemap: bool = True) -> Path:
                 "unit": s.unit,
                 "url": f"{folder}/{quote(config.tms, safe='')}/{{z}}/{{x}}/{{y}}.png",
                 "legend": f"{folder}/legend.png",
+                "scale": _scale(s, config.z),
                 "tiles": _available_tiles(tiles, s.name),
             }
         )
@@ -135,10 +208,13 @@ def write_map_page(config: Config, basemap: bool = True) -> Path:
         "maxNativeZoom": config.z,
         "bounds": _data_bounds(tiles, config.z),
         "layers": layers,
-        "basemap": BASEMAPS.get(config.tms) if basemap else None,
+        "basemap": _basemap(config, basemap),
     }
-    page = _PAGE.replace("__SPEC__", script_json(spec)).replace(
-        "__TITLE__", html.escape(f"IWP tiles — {config.tms}")
+    template = importlib.resources.files("grouputils") / "assets" / MAP_PAGE_TEMPLATE
+    page = (
+        template.read_text("utf-8")
+        .replace("__SPEC__", script_json(spec))
+        .replace("__TITLE__", html.escape(f"IWP tiles — {config.tms}"))
     )
     return write_text_atomic(Layout.of(config).map_page, page)
 
@@ -166,94 +242,8 @@ def script_json(value: Any) -> str:
     return text
 
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>__TITLE__</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="assets/leaflet/leaflet.css">
-<style>
-  html, body { height: 100%; margin: 0; font-family: sans-serif; }
-  #map { position: absolute; inset: 0; background: #f4f4f0; }
-  .legend { background: white; padding: 6px; border-radius: 4px; box-shadow: 0 0 4px #888; }
-  .legend img { display: block; max-width: 320px; }
-  .legend .caption { max-width: 320px; font-size: 12px; }
-  .note { background: white; padding: 4px 8px; font-size: 12px; }
-</style>
-</head>
-<body>
-<div id="map"></div>
-<script src="assets/leaflet/leaflet.js"></script>
-<script>
-const SPEC = __SPEC__;
-if (!SPEC.crs) {
-  document.getElementById('map').innerHTML =
-    '<p class="note">This tile matrix set has no Leaflet CRS; open the PNG tiles directly.</p>';
-} else {
-  const map = L.map('map', {crs: L.CRS[SPEC.crs], minZoom: 0, maxZoom: SPEC.maxNativeZoom + 3,
-                            worldCopyJump: false});
-  // A tile layer that asks only for tiles that exist: empty ground costs no request.
-  const KnownTiles = L.TileLayer.extend({
-    initialize: function (url, known, options) {
-      L.TileLayer.prototype.initialize.call(this, url, options);
-      this._known = new Set(known);
-    },
-    createTile: function (coords, done) {
-      if (!this._known.has(coords.z + '/' + coords.x + '/' + coords.y)) {
-        const empty = document.createElement('div');
-        setTimeout(function () { done(null, empty); }, 0);
-        return empty;
-      }
-      return L.TileLayer.prototype.createTile.call(this, coords, done);
-    }
-  });
-  const base = {};
-  let first = null;
-  for (const layer of SPEC.layers) {
-    const t = new KnownTiles(layer.url, layer.tiles, {
-      maxNativeZoom: SPEC.maxNativeZoom, maxZoom: SPEC.maxNativeZoom + 3, noWrap: true,
-      attribution: 'IWP detections: Permafrost Discovery Gateway (sample data generated by grouputils)'});
-    t.legend = layer.legend;
-    t.statistic = layer.name;
-    t.caption = layer.description + (layer.unit ? ' (' + layer.unit + ')' : '');
-    base[layer.label] = t;  // the label is HTML-escaped: Leaflet inserts it as HTML
-    if (!first) first = t;
-  }
-  const overlays = {};
-  if (SPEC.basemap) {
-    overlays['Online basemap (needs internet)'] = L.tileLayer(SPEC.basemap[0],
-      {attribution: SPEC.basemap[1], opacity: 0.7, maxNativeZoom: 13});
-  }
-  first.addTo(map);
-  L.control.layers(base, overlays, {collapsed: false}).addTo(map);
-  const legend = L.control({position: 'bottomright'});
-  legend.onAdd = function () {  // built from elements and text, never from HTML strings
-    const div = L.DomUtil.create('div', 'legend');
-    const img = L.DomUtil.create('img', '', div);
-    img.id = 'legend';
-    img.alt = 'legend';
-    img.src = first.legend;
-    const caption = L.DomUtil.create('div', 'caption', div);
-    caption.id = 'legend-caption';
-    caption.textContent = first.caption;
-    return div;
-  };
-  legend.addTo(map);
-  map.on('baselayerchange', function (e) {
-    document.getElementById('legend').src = e.layer.legend;
-    document.getElementById('legend-caption').textContent = e.layer.caption;
-    window.currentStatistic = e.layer.statistic;
-  });
-  window.currentStatistic = first.statistic;
-  if (SPEC.bounds) { map.fitBounds(SPEC.bounds); } else { map.setView([0, 0], 1); }
-  window.grouputilsMap = map;
-}
-</script>
-</body>
-</html>
-"""
+#: The page's template (HTML, CSS and the script); ``__SPEC__`` and ``__TITLE__`` are filled in.
+MAP_PAGE_TEMPLATE = "map-page.html"
 
 
 def interactive_map(
@@ -276,7 +266,10 @@ def interactive_map(
     -------
     ipyleaflet.Map
     """
-    import ipyleaflet
+    try:
+        import ipyleaflet
+    except ImportError as e:
+        raise missing_extra("notebook", e) from e
 
     crs_name = LEAFLET_CRS.get(config.tms)
     if crs_name is None:

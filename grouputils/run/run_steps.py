@@ -281,7 +281,7 @@ def _web_tiles(ctx: Context, rep: Any) -> None:
 
 def _publish(ctx: Context) -> None:
     """Raster summary, STAC catalogue and map page, from the state, when an output changed since."""
-    from grouputils.outputs.catalog import catalog_path, write_stac_catalog
+    from grouputils.outputs.catalog import UndatedError, catalog_path, write_stac_catalog
     from grouputils.outputs.webmap import write_map_page
 
     state, config = ctx.state, ctx.config
@@ -297,7 +297,11 @@ def _publish(ctx: Context) -> None:
         config.filename_rasterization_summary, raster_summary(state, config).to_csv(index=False)
     )
     if has_tiles:
-        write_stac_catalog(config)
+        try:
+            write_stac_catalog(config)
+        except UndatedError as e:  # no acquisition dates in the inputs: no catalogue
+            log.warning("STAC catalogue not written: %s", e)
+            shutil.rmtree(config.dir_output / "stac", ignore_errors=True)
     else:
         shutil.rmtree(layout.stac, ignore_errors=True)
     write_map_page(config)

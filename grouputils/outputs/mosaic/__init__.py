@@ -14,6 +14,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from grouputils.core.extras import missing_extra
+
+try:  # the 'mosaic' extra, checked first so that the error names it
+    import dask  # noqa: F401
+    import xarray  # noqa: F401
+except ImportError as e:
+    raise missing_extra("mosaic", e) from e
+
 from grouputils.outputs.mosaic.areas import pixel_area_m2
 from grouputils.outputs.mosaic.enlarge import make_large_mosaic
 from grouputils.outputs.mosaic.reader import DEFAULT_CHUNK_PX, ChunksLike, open_mosaic
