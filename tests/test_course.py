@@ -132,7 +132,7 @@ def course(tmp_path_factory) -> Course:
     capped = [s for s in SUBMISSIONS if s.capped]
     assert all(s.student.startswith("capped") for s in capped)
     assert not any(s.student.startswith("capped") for s in SUBMISSIONS if not s.capped)
-    filled = {}
+    filled = []  # (submission, notebook, file name); Submission holds dicts: not hashable
     for a in ASSIGNMENTS:
         source_path = notebook_of(root / "source" / a)
         source = nbformat.read(source_path, as_version=4)
@@ -141,13 +141,14 @@ def course(tmp_path_factory) -> Course:
         submit(root, "blank", a, release, source_path.name)
         for s in SUBMISSIONS:
             if s.assignment == a:
-                filled[s] = (fill(release, source, s.answers), source_path.name)
-    for s, (nb, name) in filled.items():
+                filled.append((s, fill(release, source, s.answers), source_path.name))
+    for s, nb, name in filled:
         if not s.capped:
             submit(root, s.student, s.assignment, nb, name)
     c.seconds["autograde * (every uncapped submission)"] = nbgrader(root, "autograde", "*", logs=c.autograde_logs)
-    for s in capped:  # after the uncapped run, so only these students are graded with the cap
-        submit(root, s.student, s.assignment, *filled[s])
+    for s, nb, name in filled:  # after the uncapped run, so only these students are graded with the cap
+        if s.capped:
+            submit(root, s.student, s.assignment, nb, name)
     c.seconds["autograde * --student capped* (1 worker)"] = nbgrader(
         root, "autograde", "*", "--student", "capped*", env=course_env(GROUPUTILS_MAX_WORKERS="1"),
         logs=c.autograde_logs)
