@@ -31,7 +31,9 @@ class Submission:
         Test cells (``grade_id``) that must score 0; every other test cell must
         score full marks.
     capped : bool
-        Autograde with the instructor's cap ``GROUPUTILS_MAX_WORKERS=1``.
+        Autograde with the instructor's cap ``GROUPUTILS_MAX_WORKERS=1``; the
+        student id must then start with ``capped`` (all capped submissions
+        are graded in one ``nbgrader autograde "*" --student "capped*"``).
     """
 
     student: str
@@ -226,6 +228,41 @@ with profile_resources() as parallel_prof:
     warm_futures = [stage_file(p, stager) for p in files_to_stage]
     [f.result() for f in warm_futures]
     warm_s = time.perf_counter() - t0
+""",
+    # a unit error: the walltime in minutes, not hours (node_hours still = walltime_h x nodes)
+    "node-hours": """
+seconds_per_file = seconds_per_mb * 400
+nodes, cores_per_node = 4, 64
+walltime_h = seconds_per_file * 26_530 / (nodes * cores_per_node) / 60
+node_hours = walltime_h * nodes
+""",
+}
+
+# the three cheats of issue 15 on the real staging notebook; each targets one cell
+STAGING_CHEATS = {
+    # replaces a grouputils helper (module function) that the old in-kernel hidden test asked for the sizes
+    "largest-file": """
+import grouputils.teaching.samples
+largest_file = files_to_stage[1]
+grouputils.teaching.samples.sample_files = lambda *args, **kwargs: [largest_file]
+""",
+    # overrides math.isclose, so the old in-kernel comparison of the estimate always passed
+    "estimate-serial": """
+math.isclose = lambda *args, **kwargs: True
+total_mb = sum(p.stat().st_size for p in files_to_stage) / 1e6
+seconds_per_mb = seconds_largest / (largest_file.stat().st_size / 1e6)
+estimate_serial_s = 1.0
+""",
+    # reads the instructor's source notebook at grading time and runs its solution
+    "node-hours": """
+import json, os
+print("SEEN", json.dumps({"source": os.path.exists("../../../source"),
+                          "gradebook": os.path.exists("../../../gradebook.db")}))
+try:
+    cells = json.load(open("../../../source/staging/staging.ipynb"))["cells"]
+    exec("".join([c for c in cells if c.get("id") == "node-hours"][0]["source"]))
+except OSError:
+    seconds_per_file, nodes, cores_per_node, walltime_h, node_hours = 0.0, 1, 1, 0.0, 0.0
 """,
 }
 
@@ -518,6 +555,29 @@ SCRIPT_DUPLICATES = SCRIPT_EDGE_COPIES.replace(
     '    rows = rows[rows["staging_centroid_within_tile"]]\n',
 )
 
+#: a script that prints "total 0", and grouputils.teaching.course's helpers replaced so the old hidden test agreed
+SCRIPTS_HELPERS_CHEAT = '''
+import pandas as pd
+import grouputils.teaching.course
+open("count_polygons.py", "w").write("print('total 0')\\n")
+grouputils.teaching.course.parse_count_table = lambda text: ({}, 0)
+grouputils.teaching.course.unique_polygon_counts = lambda *a, **k: pd.Series([0], dtype="int64")
+'''
+
+#: runs the instructor's solution, read from source/ at grading time
+SCRIPTS_SOURCE_READER = '''
+import json, os, re
+print("SEEN", json.dumps({"source": os.path.exists("../../../source"),
+                          "gradebook": os.path.exists("../../../gradebook.db")}))
+try:
+    cells = json.load(open("../../../source/scripts/scripts.ipynb"))["cells"]
+    text = "".join([c for c in cells if c.get("id") == "count-polygons"][0]["source"])
+    text = re.sub(r"^.*### (BEGIN|END) SOLUTION.*\\n", "", text, flags=re.M).split("\\n", 1)[1]
+except OSError:
+    text = "print('total 0')\\n"
+open("count_polygons.py", "w").write(text)
+'''
+
 # --------------------------------------------------------------------------- lazy-arrays
 # correct, written differently from the solution
 ARRAYS_OTHER = {
@@ -573,28 +633,37 @@ overhead_per_task_ms = 0.1
 
 SUBMISSIONS = (
     # correct submissions written differently from the source solution (each must get full marks)
-    Submission("other", "staging", STAGING_OTHER, capped=True),
-    Submission("other", "rasterization", RASTER_OTHER, capped=True),
+    Submission("capped", "staging", STAGING_OTHER, capped=True),
+    Submission("capped", "rasterization", RASTER_OTHER, capped=True),
     Submission("join", "rasterization", RASTER_JOIN),
-    Submission("other", "cpu-or-io", CPUIO_OTHER, capped=True),
-    Submission("other", "scripts", {"count-polygons": SCRIPT_OTHER}, capped=True),
-    Submission("other", "lazy-arrays", ARRAYS_OTHER, capped=True),
+    Submission("capped", "cpu-or-io", CPUIO_OTHER, capped=True),
+    Submission("capped", "scripts", {"count-polygons": SCRIPT_OTHER}, capped=True),
+    Submission("capped", "lazy-arrays", ARRAYS_OTHER, capped=True),
     # wrong answers: each loses exactly the points of the test cells named
     Submission("wrong", "staging", STAGING_WRONG,
-               fails=("test-largest-file", "test-estimate-serial", "test-parallel-staging", "test-shutdown")),
+               fails=("test-largest-file", "test-estimate-serial", "test-parallel-staging", "test-shutdown",
+                      "test-node-hours")),
     Submission("threads", "staging", STAGING_THREADS, fails=("test-process-pool",)),
     Submission("no-wait", "staging", STAGING_NO_WAIT, fails=("test-parallel-staging",)),
     Submission("wrong", "rasterization", RASTER_WRONG,
                fails=("test-estimate-raster", "test-count-geotiffs", "test-pyramid", "test-process-pool",
                       "test-shutdown")),
-    Submission("wrong", "cpu-or-io", CPUIO_WRONG,
+    Submission("capped-wrong", "cpu-or-io", CPUIO_WRONG,
                fails=("test-sweep-cap", "test-verdicts", "test-startup", "test-plateau"), capped=True),
     Submission("wrong", "scripts", {"count-polygons": SCRIPT_OLD}, fails=("test-count-polygons",)),
     Submission("wrong-edges", "scripts", {"count-polygons": SCRIPT_EDGE_COPIES}, fails=("test-count-polygons",)),
     Submission("wrong-duplicates", "scripts", {"count-polygons": SCRIPT_DUPLICATES}, fails=("test-count-polygons",)),
     Submission("wrong", "lazy-arrays", ARRAYS_WRONG,
                fails=("test-busiest-item", "test-totals", "test-read-experiment")),
+    # cheats (issue 15): each scores nothing for the cells it targets, and loses nothing else
+    Submission("cheats", "staging", STAGING_CHEATS,
+               fails=("test-largest-file", "test-estimate-serial", "test-node-hours")),
+    Submission("helpers", "scripts", {"count-polygons": SCRIPTS_HELPERS_CHEAT}, fails=("test-count-polygons",)),
+    Submission("reader", "scripts", {"count-polygons": SCRIPTS_SOURCE_READER}, fails=("test-count-polygons",)),
 )
+
+#: submissions that read the instructor's folder and print what they saw: (student, assignment, cell id)
+READERS = (("cheats", "staging", "node-hours"), ("reader", "scripts", "count-polygons"))
 
 
 def result_cell_filters(path: Path) -> tuple[tuple[str, ...], tuple]:

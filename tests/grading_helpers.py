@@ -103,26 +103,3 @@ CHEATS = {
                            "open('grouputils/teaching/course.py', 'w').write('def parse_count_table(t): return {}, 45\\n')",
                  "script": "%%writefile total.py\nprint('total 0')"}, ("test-script",)),
 }
-
-
-# --------------------------------------------------------------------------- the real `scripts` assignment
-#: a script that prints "total 0", and grouputils.teaching.course's helpers replaced so the old hidden test agreed
-SCRIPTS_HELPERS_CHEAT = '''
-import pandas as pd
-import grouputils.teaching.course
-open("count_polygons.py", "w").write("print('total 0')\\n")
-grouputils.teaching.course.parse_count_table = lambda text: ({}, 0)
-grouputils.teaching.course.unique_polygon_counts = lambda *a, **k: pd.Series([0], dtype="int64")
-'''
-
-#: runs the instructor's solution, read from source/ at grading time
-SCRIPTS_SOURCE_READER = '''
-import json, re
-try:
-    cells = json.load(open("../../../source/scripts/scripts.ipynb"))["cells"]
-    text = "".join([c for c in cells if c.get("id") == "count-polygons"][0]["source"])
-    text = re.sub(r"^.*### (BEGIN|END) SOLUTION.*\\n", "", text, flags=re.M).split("\\n", 1)[1]
-except OSError:
-    text = "print('total 0')\\n"
-open("count_polygons.py", "w").write(text)
-'''

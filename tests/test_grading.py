@@ -17,14 +17,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from grading_helpers import ASSIGNMENT, CHEATS, NOTEBOOK, TOY_CHECKS, toy_notebook
 from course_helpers import fill
+from grading_helpers import ASSIGNMENT, CHEATS, NOTEBOOK, TOY_CHECKS, toy_notebook
 
 pytest.importorskip("nbgrader")
 from nbgrader.api import Gradebook  # noqa: E402
-
-from test_course import course_env, nbgrader, submit  # noqa: E402
+from test_course import nbgrader, submit  # noqa: E402
 
 COURSE_ID = "toy-course"
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
@@ -144,48 +142,8 @@ def test_a_sandboxed_command_cannot_write_outside_its_folder_or_read_the_course(
     assert ro.returncode != 0 and not (work / "x").exists()
 
 
-# --------------------------------------------------------------------------- the real `scripts` assignment
-@pytest.fixture(scope="module")
-def scripts_course(tmp_path_factory) -> Path:
-    """The course's own config and `scripts` assignment, with its checks, autograded in the sandbox."""
-    if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap (bwrap) is not installed")
-    from course_helpers import SCRIPT_OTHER, solution_answers
-    from grading_helpers import SCRIPTS_HELPERS_CHEAT, SCRIPTS_SOURCE_READER
-    from test_course import COURSE, RUN_ARTEFACTS
-
-    root = tmp_path_factory.mktemp("scripts") / "course"
-    shutil.copytree(COURSE, root, ignore=shutil.ignore_patterns(*RUN_ARTEFACTS))
-    for other in ("staging", "rasterization", "cpu-or-io", "lazy-arrays"):
-        shutil.rmtree(root / "source" / other)
-    nbgrader(root, "generate_assignment", "scripts", "--force")
-    name = "scripts.ipynb"
-    source = nbformat.read(str(root / "source" / "scripts" / name), as_version=4)
-    release = nbformat.read(str(root / "release" / "scripts" / name), as_version=4)
-    assert "count-polygons" in solution_answers(source)
-    for student, answer in {"solution": None, "other": SCRIPT_OTHER, "helpers": SCRIPTS_HELPERS_CHEAT,
-                            "reader": SCRIPTS_SOURCE_READER}.items():
-        nb = source if answer is None else fill(release, source, {"count-polygons": answer})
-        submit(root, student, "scripts", nb, name)
-    nbgrader(root, "autograde", "scripts")
-    return root
-
-
-def _course_scores(root: Path, student: str) -> dict[str, float]:
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "iwp-group-project") as gb:
-        sub = gb.find_submission("scripts", student)
-        return {g.name: g.score for nb in sub.notebooks for g in nb.grades if g.cell_type == "code"}
-
-
-@pytest.mark.parametrize("student", ["solution", "other"])
-def test_correct_count_scripts_keep_full_marks(scripts_course: Path, student: str) -> None:
-    assert _course_scores(scripts_course, student) == {"test-count-polygons": 6.0}
-
-
-@pytest.mark.parametrize("student", ["helpers", "reader"])
-def test_replacing_the_helpers_or_reading_source_scores_nothing_for_the_script(scripts_course: Path,
-                                                                                student: str) -> None:
-    assert _course_scores(scripts_course, student) == {"test-count-polygons": 0.0}
+# The cheats on the real assignments (staging and scripts: math.isclose, replaced grouputils helpers,
+# reading source/) are Submission variants of the course fixture: tests/course_helpers.py, test_course.py.
 
 
 @needs_bwrap

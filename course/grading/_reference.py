@@ -48,3 +48,28 @@ def reference_counts() -> dict[str, int]:
     except OSError:  # a read-only checks folder: recompute next time
         pass
     return counts
+
+
+def input_sizes() -> dict[str, int]:
+    """Bytes of every input file of the course data, by name."""
+    from grouputils.teaching.samples import sample_files
+
+    return {p.name: p.stat().st_size for p in sample_files(sample_dir())}
+
+
+def manifest_tiles(manifest) -> dict[str, list[int]]:
+    """What a staging wrote per tile: ``tile -> [rows, centroids]`` (comparable across runs)."""
+    return {k: [int(v["rows"]), int(v["centroids"])] for k, v in (manifest or {}).get("tiles", {}).items()}
+
+
+def serial_staging(name: str) -> dict[str, list[int]]:
+    """:func:`manifest_tiles` of one input file staged alone, here, on a scratch stager."""
+    with tempfile.TemporaryDirectory(prefix="reference-one-") as tmp:
+        stager = initialize_stager(sample_dir(), Path(tmp) / "group-project")
+        stager.stage(sample_dir() / name)
+        return manifest_tiles(stager.read_manifest(sample_dir() / name))
+
+
+def learner_stager(folder: Path):
+    """A stager on the submission's ``group-project/`` (to read its manifests and staged tiles)."""
+    return initialize_stager(sample_dir(), folder / "group-project")

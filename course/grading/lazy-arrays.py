@@ -9,7 +9,6 @@ measured (recorded as JSON by the hidden test).
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

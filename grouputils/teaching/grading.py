@@ -35,6 +35,7 @@ an ``nbgrader_config.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -47,7 +48,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECORD_MIME", "CheckContext", "record", "run_checks", "configure"]
+__all__ = [
+    "RECORD_MIME",
+    "CheckContext",
+    "record",
+    "run_checks",
+    "configure",
+]
 
 #: MIME type of the output a hidden test cell records its values in.
 RECORD_MIME = "application/vnd.grouputils.teaching.grading+json"
@@ -55,7 +62,15 @@ _FAILED = "HiddenTestFailed"
 
 
 def _jsonable(value: Any) -> Any:
-    """Plain JSON types: numbers (numpy too), strings, paths, lists and dicts of them."""
+    """Plain JSON types: numbers (numpy too), strings, paths, lists and dicts of them.
+
+    A dataclass becomes a dict of its fields with its class name under
+    ``"__type__"``; a NaN becomes None (as pandas reads it back), an infinity
+    its ``str``.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"__type__": type(value).__name__, **fields}
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -71,6 +86,8 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
+        if math.isnan(value):
+            return None
         return value if math.isfinite(value) else str(value)
     return repr(value)
 
@@ -118,7 +135,7 @@ class CheckContext:
     def run_learner(
         self, args: Sequence[str], *, timeout: float = 600
     ) -> subprocess.CompletedProcess:
-        """Run a learner's program (e.g. their script) with ``python -I``, read-only, offline, in the sandbox.
+        """Run a learner's program with ``python -I``, read-only, offline, in the sandbox.
 
         Parameters
         ----------
@@ -190,7 +207,7 @@ def run_checks(
 
 
 def _main(argv: Sequence[str]) -> int:
-    """``python -I -m grouputils.teaching.grading CHECKS_FILE FOLDER RECORDS_JSON OUT_JSON [--no-sandbox]``."""
+    """``python -I -m grouputils.teaching.grading CHECKS FOLDER RECORDS OUT [--no-sandbox]``."""
     checks_file, folder, records_json, out_json = argv[:4]
     records = json.loads(Path(records_json).read_text())
     results = run_checks(checks_file, folder, records, sandbox="--no-sandbox" not in argv)
@@ -205,12 +222,12 @@ try:
     from nbgrader.preprocessors.base import NbGraderPreprocessor
     from traitlets import Bool, Float, Unicode
 except ImportError:  # pragma: no cover - nbgrader is a course extra
-    NbGraderPreprocessor = None  # type: ignore[assignment,misc]
+    NbGraderPreprocessor = None
 
 if NbGraderPreprocessor is not None:
 
-    class SandboxedExecute(Execute):  # type: ignore[misc,valid-type]
-        """nbgrader's Execute with every kernel in the sandbox (:mod:`grouputils.teaching.sandbox`)."""
+    class SandboxedExecute(Execute):
+        """nbgrader's Execute, every kernel in the sandbox (:mod:`grouputils.teaching.sandbox`)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             from grouputils.teaching.sandbox import SandboxedKernelManager, bwrap_path
@@ -226,8 +243,8 @@ if NbGraderPreprocessor is not None:
             if o.get("output_type") == "display_data" and RECORD_MIME in o.get("data", {})
         ]
 
-    class TrustedChecks(NbGraderPreprocessor):  # type: ignore[misc,valid-type]
-        """Run the instructor's checks of an assignment in a fresh interpreter; fail the cells they reject."""
+    class TrustedChecks(NbGraderPreprocessor):
+        """Run an assignment's instructor checks in a fresh interpreter; fail cells they reject."""
 
         checks_dir = Unicode(
             "", help="Folder of <assignment>.py checks modules (not under source/)."
@@ -294,8 +311,8 @@ if NbGraderPreprocessor is not None:
                     )  # first: nbgrader stops at the first result
             return nb, resources
 
-    class HideHiddenTests(ClearHiddenTests):  # type: ignore[misc,valid-type]
-        """For feedback: remove hidden test code, recorded values and the tracebacks that quote them."""
+    class HideHiddenTests(ClearHiddenTests):
+        """For feedback: remove hidden test code, recorded values and tracebacks that quote them."""
 
         def preprocess_cell(
             self, cell: NotebookNode, resources: dict, cell_index: int
@@ -308,7 +325,7 @@ if NbGraderPreprocessor is not None:
                     if o.get("output_type") == "display_data" and RECORD_MIME in o.get("data", {}):
                         continue
                     if had_hidden and o.get("output_type") == "error":
-                        # the message is the instructor's; the traceback would quote the hidden lines
+                        # the message is the instructor's; a traceback would quote hidden lines
                         o.traceback = [f"{o.ename}: {o.evalue}"]
                     kept.append(o)
                 cell.outputs = kept

@@ -202,7 +202,7 @@ except ImportError:  # pragma: no cover - only without the course extras
 
 if AsyncKernelManager is not None:
 
-    class SandboxedKernelManager(AsyncKernelManager):  # type: ignore[misc,valid-type]
+    class SandboxedKernelManager(AsyncKernelManager):
         """A kernel manager that launches every kernel inside :func:`sandbox_command`.
 
         The kernel's working folder (nbgrader: the submission's folder under
@@ -212,7 +212,7 @@ if AsyncKernelManager is not None:
 
         read_only_paths = List(
             Unicode(),
-            help="Extra folders the kernel may read (besides the system, the environment and the data).",
+            help="Extra folders the kernel may read (besides the system, environment and data).",
         ).tag(config=True)
 
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: object) -> None:
