@@ -98,8 +98,9 @@ CHEATS = {
     "reader": ({"answer": PEEK}, ("test-answer",)),
     # plants a grouputils.py next to its script, whose parse_count_table says 45
     "planted": ({"answer": "answer = 45\nopen('grouputils.py', 'w').write('')\n"
-                           "import os; os.makedirs('grouputils', exist_ok=True)\n"
+                           "import os; os.makedirs('grouputils/teaching', exist_ok=True)\n"
                            "open('grouputils/__init__.py', 'w').write('')\n"
+                           "open('grouputils/teaching/__init__.py', 'w').write('')\n"
                            "open('grouputils/teaching/course.py', 'w').write('def parse_count_table(t): return {}, 45\\n')",
                  "script": "%%writefile total.py\nprint('total 0')"}, ("test-script",)),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = (
     "geopandas",
@@ -47,3 +48,16 @@ def test_every_public_name_still_imports_from_the_root() -> None:
     from grouputils import TileStager, initialize_stager
 
     assert TileStager.__module__ == "grouputils.core.staging.stager" and callable(initialize_stager)
+
+
+def test_every_sub_package_is_listed_for_the_wheel():
+    """pyproject.toml names the packages explicitly: a new sub-package left out would be missing from the wheel."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(p.parent.relative_to(root).parts)
+        for p in (root / "grouputils").rglob("__init__.py")
+    }
+    assert found - listed == set(), f"sub-packages missing from [tool.setuptools] packages: {sorted(found - listed)}"

@@ -11,9 +11,6 @@ lesson is teaching: :mod:`grouputils.teaching.lazy`.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from grouputils.core.extras import missing_extra
 
 try:  # the 'mosaic' extra, checked first so that the error names it
@@ -45,17 +42,3 @@ __all__ = [
     "pixel_area_m2",
     "polygon_count",
 ]
-
-# The lazy-arrays notebook (course/source/lazy-arrays) imports the chunk experiment from
-# here. It is teaching code (it profiles with grouputils.teaching.profiling), so it lives
-# in grouputils.teaching.lazy; these names resolve there on first use only, so importing
-# this package never loads the teaching layer. Drop this once the notebook imports
-# them from grouputils.teaching.lazy.
-_COURSE_NAMES = frozenset({"chunk_experiment", "plot_chunk_experiment", "plot_task_timeline"})
-
-
-def __getattr__(name: str) -> Any:
-    """Resolve the chunk experiment's names, which the course imports from here (PEP 562)."""
-    if name in _COURSE_NAMES:
-        return getattr(importlib.import_module("grouputils.teaching.lazy"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
