@@ -12,17 +12,44 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_text_atomic", "write_json_atomic", "temporary_name"]
+__all__ = [
+    "atomic_path",
+    "write_text_atomic",
+    "write_json_atomic",
+    "temporary_name",
+    "remove_temporaries",
+]
 
 
 def temporary_name(path: Path) -> Path:
     """A unique temporary sibling of ``path`` (same folder, same file system)."""
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+
+
+#: What :func:`temporary_name` makes: ``.<name>.<pid>-<8 hex>.tmp<suffix>``.
+_TEMPORARY = re.compile(r"^\..+\.\d+-[0-9a-f]{8}\.tmp(\.[^.]*)?$")
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Delete the temporary files a killed writer left under ``folder``; return how many.
+
+    Only names made by :func:`temporary_name` are removed (a process killed between
+    writing and renaming, e.g. a worker stopped by Ctrl-C, leaves one). Call it only
+    while no other process writes into ``folder`` (the pipeline holds its run lock).
+    """
+    removed = 0
+    if folder.is_dir():
+        for f in folder.rglob(".*.tmp*"):
+            if f.is_file() and _TEMPORARY.match(f.name):
+                f.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from grouputils.core.atomic import write_text_atomic
+from grouputils.core.atomic import remove_temporaries, write_text_atomic
 from grouputils.core.config import Config
 from grouputils.core.layout import Layout
 from grouputils.core.rasterize import RasterTiler
@@ -81,6 +81,9 @@ def _stage(ctx: Context, rep: Any) -> None:
     stager, config = ctx.stager, ctx.config
     inputs = ctx.inputs
     stager.remove_orphans()  # left by a killed run
+    layout = Layout.of(config)
+    for root in (layout.geotiff, layout.web_tiles):  # temporary files of a killed writer
+        remove_temporaries(root)
     known = {stager.source_key(p) for p in inputs}
     removed = 0
     for m in stager.manifests():
