@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -37,8 +37,29 @@ __all__ = ["PartsStore", "sha"]
 
 _NEIGHBOURS = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) != (0, 0)]
 
-#: A staging manifest, as written to JSON (see :meth:`PartsStore.commit`).
-Manifest = dict[str, Any]
+class PartsList(TypedDict):
+    """What a manifest (or a staging still being written) says of its parts: ``tiles``."""
+
+    #: ``"x/y"`` of each tile -> its entry (part names, rows, centroids)
+    tiles: dict[str, dict[str, Any]]
+
+
+class StagingManifest(PartsList):
+    """A staging manifest, as written to JSON (see :meth:`PartsStore.commit`)."""
+
+    source: str  #: the input's key (its path relative to the input folder)
+    filename: str
+    token: str  #: this staging's token: parts of other tokens do not count
+    layer: str
+    crs_assumed: bool
+    signature: dict[str, int]  #: the input's size and mtime (see ``input_signature``)
+    settings: str  #: fingerprint of the settings staging depends on
+    counts: dict[str, int]
+    seconds: float
+
+
+#: The name the rest of the package uses.
+Manifest = StagingManifest
 
 
 def sha(text: str, n: int = 12) -> str:
@@ -116,7 +137,7 @@ class PartsStore:
         """Rename ``manifest`` into place: the commit point of an input's staging."""
         write_json_atomic(self.manifest_path(key), manifest)
 
-    def tiles_of(self, manifest: Manifest) -> dict[Tile, dict[str, Any]]:
+    def tiles_of(self, manifest: PartsList) -> dict[Tile, dict[str, Any]]:
         """A manifest's entries (part names, rows, centroids) by tile."""
         z = self.config.z
         return {xy_tile(xy, z): entry for xy, entry in manifest["tiles"].items()}
@@ -176,7 +197,7 @@ class PartsStore:
             entry["centroids"] += int(w[s:e].sum())
         return out
 
-    def delete_parts(self, manifest: Manifest) -> None:
+    def delete_parts(self, manifest: PartsList) -> None:
         """Delete the parts a manifest (or a manifest being built) names."""
         for tile, entry in self.tiles_of(manifest).items():
             d = self.tile_dir(tile)

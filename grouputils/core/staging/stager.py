@@ -208,7 +208,7 @@ class TileStager:
                     written.extend(parts)
             check_counts(path, layer, info, counts)
             seconds = time.perf_counter() - t0
-            manifest = {
+            manifest: Manifest = {
                 "source": key,
                 "filename": path.name,
                 "token": token,
