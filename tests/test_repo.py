@@ -122,7 +122,7 @@ def test_sqlalchemy_is_not_a_core_dependency_and_parsl_runs_without_it(tmp_path)
     assert "sqlalchemy" not in _core_requirements()
     code = (
         "import parsl\n"
-        "from grouputils.run.parallel import local_config, parallel_map\n"
+        "from grouputils import local_config, parallel_map\n"
         f"parsl.load(local_config(workers=1, run_dir={str(tmp_path / 'runinfo')!r}))\n"
         "try:\n"
         "    assert parallel_map(abs, [-1, -2], progress=False) == [1, 2]\n"
