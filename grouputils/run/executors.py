@@ -464,11 +464,12 @@ def parallel_map(
     Parameters
     ----------
     func : callable
-        Called with one item on a worker. It must be importable there: a
-        function or bound method from an installed package (e.g.
-        ``stager.stage``), not one defined in a notebook, whose module
-        globals do not reach the worker. The item and the object a bound
-        method belongs to are pickled, so keep them small (paths, configs).
+        Called with one item on a worker. A function or bound method from an
+        installed package (e.g. ``stager.stage``) is sent by reference. A
+        function defined in a notebook is sent by value and works too, as long
+        as it gets everything through its arguments or imports inside its body:
+        the notebook's other globals do not reach the worker. The item and the
+        object a bound method belongs to are pickled, so keep them small.
     items : iterable
         The items, read once. Use :func:`~grouputils.run.batches.make_batch`
         and a function that takes a list to send several items per task.
