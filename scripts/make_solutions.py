@@ -35,6 +35,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from grouputils.teaching.course import strip_markers
+from grouputils.teaching.grading import RECORD_MIME
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "course" / "source"
@@ -42,6 +43,17 @@ SOLUTIONS = REPO / "solutions"
 COURSE_ORDER = ("staging", "rasterization", "cpu-or-io", "scripts", "lazy-arrays")
 SCRIPT = "count_polygons.py"
 DATA_ENV = "GROUPUTILS_DATA"
+
+
+def drop_records(nb: nbformat.NotebookNode) -> None:
+    """Remove the values hidden test cells record for grading (RECORD_MIME outputs).
+
+    They are the grader's input, not part of the solution a reader studies, and
+    they hold what a run on one machine saw (its paths, process ids, clock).
+    """
+    for cell in nb.cells:
+        if "outputs" in cell:
+            cell.outputs = [o for o in cell.outputs if RECORD_MIME not in o.get("data", {})]
 
 
 def solution_notebook(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -91,6 +103,7 @@ def make(assignment: str, out_dir: Path, env: dict[str, str], timeout: int) -> f
         t0 = time.perf_counter()
         execute(nb, work, env, timeout)
         seconds = time.perf_counter() - t0
+        drop_records(nb)
         out_dir.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(out_dir / f"{assignment}.ipynb"))
         if (work / SCRIPT).is_file():
