@@ -47,7 +47,7 @@ from grouputils.core.config import Config
 from grouputils.core.tiles import Tile, Tiles
 from grouputils.run.reports import raster_summary, run_totals
 from grouputils.run.state import Key, RunState, TileRow
-from grouputils.run.steps import TileStep, fingerprint, run_tile_step
+from grouputils.run.steps import TileStep, fingerprint, parent_fingerprints, run_tile_step
 
 Z = 13
 BATCH = 500
@@ -108,18 +108,8 @@ def passes(state: RunState, tiles: Tiles, runner: FakeRunner) -> None:
             k: fingerprint(fp, settings) for k, fp in state.fingerprints("staged", keys).items()
         }
 
-    def parents(keys: list[Key]) -> dict[Key, str]:  # as grouputils.run.run_steps._parents
-        kids = {
-            k: [(c.z, c.x, c.y) for c in tiles.get_child_tiles(Tile(k[1], k[2], k[0]))]
-            for k in keys
-        }
-        recorded = state.fingerprints("geotiff", (c for cs in kids.values() for c in cs))
-        out = {}
-        for k, cs in kids.items():
-            fps = sorted(recorded[c] for c in cs if c in recorded)
-            if fps:
-                out[k] = fingerprint(fps, settings)
-        return out
+    def parents(keys: list[Key]) -> dict[Key, str]:  # the pipeline's own rule
+        return parent_fingerprints(state, tiles.get_child_tiles, keys, settings)
 
     for z in range(Z, -1, -1):
         step = TileStep(

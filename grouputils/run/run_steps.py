@@ -30,6 +30,7 @@ from grouputils.run.steps import (
     TileStep,
     adopt_staged,
     finalize_task,
+    parent_fingerprints,
     parent_task,
     rasterize_task,
     run_tile_step,
@@ -229,14 +230,7 @@ def _parents(ctx: Context, rep: Any) -> None:
     settings = _raster_settings(ctx.config)
 
     def expected(keys: list[Key]) -> dict[Key, str]:
-        kids = {k: [_key(c) for c in tiles.get_child_tiles(_tile(k))] for k in keys}
-        recorded = state.fingerprints("geotiff", (c for cs in kids.values() for c in cs))
-        out = {}
-        for k, cs in kids.items():
-            fps = sorted(recorded[c] for c in cs if c in recorded)
-            if fps:
-                out[k] = _fingerprint(fps, settings)
-        return out
+        return parent_fingerprints(state, tiles.get_child_tiles, keys, settings)
 
     for z in range(ctx.config.z - 1, tiles.min_zoom - 1, -1):
         _run_geotiff_step(

@@ -22,7 +22,7 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
-from grouputils.core.tiles import Tile, key_tile
+from grouputils.core.tiles import Tile, key_tile, tile_key
 from grouputils.run.state import Key, RunState, TileRow, file_entry
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "TileStep",
     "run_tile_step",
     "fingerprint",
+    "parent_fingerprints",
     "finalize_task",
     "rasterize_task",
     "parent_task",
@@ -56,6 +57,24 @@ class Removed(TypedDict):
 def fingerprint(*parts: Any) -> str:
     """A short stable hash of JSON-able parts."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def parent_fingerprints(
+    state: RunState, children: Callable[[Tile], Sequence[Tile]], keys: Sequence[Key], settings: str
+) -> dict[Key, str]:
+    """What each parent GeoTIFF should be made from: its recorded children's fingerprints.
+
+    One state query for all the children of ``keys``; a parent with no recorded
+    child gets no fingerprint (there is nothing to build it from).
+    """
+    kids = {k: [tile_key(c) for c in children(key_tile(k))] for k in keys}
+    recorded = state.fingerprints("geotiff", (c for cs in kids.values() for c in cs))
+    out = {}
+    for k, cs in kids.items():
+        fps = sorted(recorded[c] for c in cs if c in recorded)
+        if fps:
+            out[k] = fingerprint(fps, settings)
+    return out
 
 
 # ------------------------------------------------------------------ worker tasks
