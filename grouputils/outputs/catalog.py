@@ -56,7 +56,7 @@ import shutil
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyproj
@@ -67,7 +67,6 @@ from morecantile import Tile
 from pystac.extensions.projection import ProjectionExtension
 from pystac.serialization import identify_stac_object
 from pystac.utils import make_absolute_href
-from pystac.validation import JsonSchemaSTACValidator, validate_dict
 from rasterio.errors import RasterioIOError
 from tqdm.auto import tqdm
 
@@ -78,6 +77,9 @@ from grouputils.core.raster.tags import KIND_TAG, RULE_TAGS, read_band_statistic
 from grouputils.core.swap import replace_folder
 from grouputils.core.tiles import Tiles, tile_from_path, tile_id, tile_to_str
 from grouputils.outputs.acquisition import DATE_ATTRIBUTE, Span, acquisition_spans
+
+if TYPE_CHECKING:  # pystac.validation imports jsonschema and its format checkers: seconds
+    from pystac.validation import JsonSchemaSTACValidator
 
 __all__ = [
     "STAC_DIR",
@@ -410,6 +412,8 @@ def offline_validator() -> JsonSchemaSTACValidator:
     (v2.0.0) is shipped in ``grouputils/assets`` and put in this validator's
     own schema cache (the validator pystac registers globally is untouched).
     """
+    from pystac.validation import JsonSchemaSTACValidator
+
     validator = JsonSchemaSTACValidator()
     text = (importlib.resources.files("grouputils") / "assets" / _PROJ_SCHEMA).read_text("utf-8")
     validator.schema_cache[ProjectionExtension.get_schema_uri()] = json.loads(text)
@@ -417,6 +421,8 @@ def offline_validator() -> JsonSchemaSTACValidator:
 
 
 def _validate_tree(href: str, validator: JsonSchemaSTACValidator, stac_io: pystac.StacIO) -> int:
+    from pystac.validation import validate_dict
+
     data = stac_io.read_json(href)
     info = identify_stac_object(data)
     validate_dict(

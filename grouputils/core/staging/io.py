@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,13 +169,21 @@ def write_gpkg(
 
 
 def _gpkg_crs(crs: pyproj.CRS) -> str:
+    return _gpkg_crs_of_wkt(crs.to_wkt())
+
+
+@functools.lru_cache(maxsize=16)
+def _gpkg_crs_of_wkt(wkt: str) -> str:
     # GeoPackage coordinates are always (x, y) = (longitude, latitude), whatever the
     # CRS's axis order, so OGC:CRS84 (no EPSG code; GDAL would store it as an
     # unregistered srs_id 100000, organization NONE) is stored as EPSG:4326, the
     # registered code every GeoPackage reader knows. The coordinates do not change.
+    # Cached by WKT: ``to_epsg`` searches PROJ's database (about 20 ms a call),
+    # and every staged tile of a run has the same CRS.
+    crs = pyproj.CRS.from_wkt(wkt)
     if crs.to_epsg() is None and crs.equals(pyproj.CRS.from_epsg(4326), ignore_axis_order=True):
         return "EPSG:4326"
-    return str(crs.to_wkt())
+    return wkt
 
 
 def staged_fingerprint(path: Path) -> str | None:
