@@ -48,3 +48,36 @@ def three_scene_run(tmp_path_factory: pytest.TempPathFactory) -> Config:
     report = run_pipeline(config, executor="serial", progress=False)
     assert report.ok, report.failures
     return config
+
+
+# ------------------------------------------------------------------ the course build, in the background
+COURSE_TESTS = "test_course.py"
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    """Run ``tests/test_course.py`` last, so the course build (started first) overlaps the other tests."""
+    items.sort(key=lambda item: item.path.name == COURSE_TESTS)  # stable: order kept within each group
+
+
+@pytest.fixture(scope="session", autouse=True)
+def course_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Start the course build (``tests/course_build.py``) with the session's first test.
+
+    Only when a selected test uses the ``course`` fixture and nbgrader is
+    installed; otherwise None. The build runs nbgrader in subprocesses from a
+    thread, while the other tests run; a session that ends before the build
+    does (a failure under ``-x``, Ctrl-C) stops it.
+    """
+    wanted = any("course" in getattr(item, "fixturenames", ()) for item in request.session.items)
+    try:
+        import nbgrader  # noqa: F401
+    except ImportError:
+        wanted = False
+    if not wanted:
+        yield None
+        return
+    from course_build import CourseBuild
+
+    build = CourseBuild(tmp_path_factory.mktemp("course") / "course").start()
+    yield build
+    build.stop()

@@ -1,6 +1,8 @@
 """The course (issues 8 and 9): nbgrader assignments generate, grade right and wrong work, and reproduce.
 
-One module-scoped fixture builds the whole course once in a temporary folder:
+One session fixture builds the whole course once in a temporary folder
+(``tests/course_build.py``; it starts in the background when the session does,
+and this module's tests run last):
 ``nbgrader generate_assignment`` for every assignment, then submissions by
 made-up learners — the source solutions, the unanswered release, another
 correct answer under the instructor's one-worker cap, and the known wrong
@@ -12,146 +14,45 @@ solutions reproduce their result cells.
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 import pytest
+from course_build import (
+    ASSIGNMENTS,
+    COURSE,
+    SCRIPT,
+    SOLUTIONS,
+    Course,
+    course_env,
+    notebook_of,
+    shipped_samples,
+)
 from course_helpers import (
     READERS,
     SUBMISSIONS,
     Submission,
     assert_result_cells_match,
-    fill,
     strip_markers,
 )
 
 pytest.importorskip("nbgrader")
-from nbgrader.api import Gradebook  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-COURSE = REPO / "course"
-SOLUTIONS = REPO / "solutions"
-COURSE_ID = "iwp-group-project"
-ASSIGNMENTS = ("staging", "rasterization", "cpu-or-io", "scripts", "lazy-arrays")
-SCRIPT = "count_polygons.py"
-# what a course folder may hold besides nbgrader_config.py, README.md and source/
-RUN_ARTEFACTS = ("gradebook.db", "release", "submitted", "autograded", "feedback", "group-project",
-                 "runinfo", "parsl-runinfo", SCRIPT, ".ipynb_checkpoints", "__pycache__")
-
-
-def shipped_samples() -> Path:
-    """The samples shipped in the package, whatever GROUPUTILS_DATA says."""
-    return Path(str(importlib.resources.files("grouputils.data_samples")))
-
-
-def course_env(**extra: str) -> dict[str, str]:
-    """Environment of nbgrader and the kernels it starts.
-
-    The shipped samples (not a shared folder this shell may name), and this
-    Python's ``bin/`` first on ``PATH``: nbgrader runs ``alembic`` from
-    ``PATH`` when it creates a gradebook.
-    """
-    env = dict(os.environ)
-    env["GROUPUTILS_DATA"] = str(shipped_samples())
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.update(extra)
-    return env
-
-
-def nbgrader(course: Path, *args: str, env: dict[str, str] | None = None,
-             logs: list[str] | None = None) -> float:
-    """Run ``python -m nbgrader ARGS`` in ``course``; return the seconds it took.
-
-    nbgrader's log (stderr) is appended to ``logs`` when given.
-    """
-    t0 = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env or course_env(),
-                         capture_output=True, text=True, timeout=1800)
-    if logs is not None:
-        logs.append(run.stderr)
-    if run.returncode != 0 or "[ERROR]" in run.stderr or "| ERROR]" in run.stderr:
-        raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{run.stderr[-6000:]}")
-    return time.perf_counter() - t0
-
-
-def notebook_of(folder: Path) -> Path:
-    (nb,) = sorted(folder.glob("*.ipynb"))
-    return nb
-
-
-@dataclass
-class Course:
-    root: Path
-    seconds: dict[str, float] = field(default_factory=dict)
-    autograde_logs: list[str] = field(default_factory=list)
-
-    def grades(self, assignment: str, student: str) -> dict[str, tuple[float, float]]:
-        """Autograded test cells of a submission: ``grade_id -> (score, max_score)``."""
-        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", COURSE_ID) as gb:
-            sub = gb.find_submission(assignment, student)
-            return {g.name: (g.score, g.max_score) for nb in sub.notebooks for g in nb.grades
-                    if g.cell_type == "code"}
-
-    def totals(self, assignment: str, student: str) -> dict[str, float]:
-        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", COURSE_ID) as gb:
-            sub = gb.find_submission(assignment, student)
-            return {"code": sub.code_score, "max_code": sub.max_code_score,
-                    "written": sub.written_score, "max_written": sub.max_written_score}
-
-    def autograded(self, assignment: str, student: str) -> Path:
-        return self.root / "autograded" / student / assignment
-
-
-def submit(course: Path, student: str, assignment: str, nb: nbformat.NotebookNode, name: str) -> None:
-    dest = course / "submitted" / student / assignment
-    dest.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(dest / name))
 
 
 @pytest.fixture(scope="session")
-def course(tmp_path_factory) -> Course:
-    """The whole course, built once: three nbgrader calls grade every submission of every assignment.
+def course(course_build) -> Course:
+    """The whole course, built and graded once (:class:`course_build.CourseBuild`).
 
-    ``generate_assignment "*"`` releases all five; ``autograde "*"`` grades every
-    uncapped submission of every assignment in one call; the submissions graded
-    under the instructor's one-worker cap (students ``capped*``) are submitted
-    after it and graded in one more call with ``GROUPUTILS_MAX_WORKERS=1``.
+    The build starts in the background when the session's first test starts
+    (``tests/conftest.py``); this waits for it.
     """
-    root = tmp_path_factory.mktemp("course") / "course"
-    shutil.copytree(COURSE, root, ignore=shutil.ignore_patterns(*RUN_ARTEFACTS))
-    c = Course(root)
-    c.seconds["generate *"] = nbgrader(root, "generate_assignment", "*", "--force")
-    capped = [s for s in SUBMISSIONS if s.capped]
-    assert all(s.student.startswith("capped") for s in capped)
-    assert not any(s.student.startswith("capped") for s in SUBMISSIONS if not s.capped)
-    filled = []  # (submission, notebook, file name); Submission holds dicts: not hashable
-    for a in ASSIGNMENTS:
-        source_path = notebook_of(root / "source" / a)
-        source = nbformat.read(source_path, as_version=4)
-        release = nbformat.read(notebook_of(root / "release" / a), as_version=4)
-        submit(root, "solution", a, source, source_path.name)
-        submit(root, "blank", a, release, source_path.name)
-        for s in SUBMISSIONS:
-            if s.assignment == a:
-                filled.append((s, fill(release, source, s.answers), source_path.name))
-    for s, nb, name in filled:
-        if not s.capped:
-            submit(root, s.student, s.assignment, nb, name)
-    c.seconds["autograde * (every uncapped submission)"] = nbgrader(root, "autograde", "*", logs=c.autograde_logs)
-    for s, nb, name in filled:  # after the uncapped run, so only these students are graded with the cap
-        if s.capped:
-            submit(root, s.student, s.assignment, nb, name)
-    c.seconds["autograde * --student capped* (1 worker)"] = nbgrader(
-        root, "autograde", "*", "--student", "capped*", env=course_env(GROUPUTILS_MAX_WORKERS="1"),
-        logs=c.autograde_logs)
+    c = course_build.result()
     print("\n".join(f"{k}: {v:.1f} s" for k, v in c.seconds.items()))
     return c
 
