@@ -46,7 +46,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data-samples"
-#: issue 19: grouputils took 10.5 CPU-s for the whole run on the shipped samples, 5.2x faster than PDG
+#: issue 19: grouputils took 10.5 CPU-s for the whole run on the shipped samples,
+#: 5.2x faster than PDG
 PDG_WHOLE_CPU_S = 10.5 * 5.2
 OLD_REV = "16a4075"
 
@@ -100,7 +101,8 @@ if "--floor" in sys.argv:
     tifs = []
     for p in sorted((out / "geotiff").rglob("*.tif")):
         with rasterio.open(p) as src:
-            tifs.append((src.profile, src.read(), src.tags(), [src.tags(b) for b in range(1, src.count + 1)],
+            bands = [src.tags(b) for b in range(1, src.count + 1)]
+            tifs.append((src.profile, src.read(), src.tags(), bands,
                          src.descriptions))
     pngs = [p.read_bytes() for p in sorted((out / "web_tiles").rglob("*.png"))]
     dest = work / "floor"
@@ -128,14 +130,17 @@ if "--floor" in sys.argv:
     floor = {"GeoPackages": t_gpkg, "GeoTIFFs": t_tif, "PNG files (bytes only)": t_png,
              "n": [len(gpkgs), len(tifs), len(pngs)]}
 print(json.dumps({"steps": cpu, "run_pipeline": run_s, "process": usage.ru_utime + usage.ru_stime,
-                  "geotiffs": sum(report.summary["geotiff_tiles_per_zoom"].values()), "floor": floor}))
+                  "geotiffs": sum(report.summary["geotiff_tiles_per_zoom"].values()),
+                  "floor": floor}))
 """
 
 
 def export(rev: str, dest: Path) -> Path:
     """The tree of ``rev`` (``git archive``) under ``dest``."""
     archive = dest / "old.tar"
-    subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), rev], cwd=REPO, check=True)
+    subprocess.run(
+        ["git", "archive", "--format=tar", "-o", str(archive), rev], cwd=REPO, check=True
+    )
     with tarfile.open(archive) as tar:
         tar.extractall(dest / "old", filter="data")
     archive.unlink()
@@ -145,8 +150,13 @@ def export(rev: str, dest: Path) -> Path:
 def measure(tree: Path, work: Path, floor: bool = False) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     extra = ["--floor"] if floor else []
-    run = subprocess.run([sys.executable, "-c", CHILD, str(tree), str(SAMPLES), str(work), *extra],
-                         capture_output=True, text=True, env=env, cwd=work.parent)
+    run = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tree), str(SAMPLES), str(work), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=work.parent,
+    )
     shutil.rmtree(work, ignore_errors=True)
     if run.returncode != 0:
         raise SystemExit(f"run with {tree} failed:\n{run.stderr[-3000:]}")
@@ -168,13 +178,17 @@ def main() -> None:
     med = {
         name: {
             **{s: statistics.median(r["steps"][s] for r in rs) for s in rs[0]["steps"]},
-            "run_pipeline (steps + summary + timeline)": statistics.median(r["run_pipeline"] for r in rs),
+            "run_pipeline (steps + summary + timeline)": statistics.median(
+                r["run_pipeline"] for r in rs
+            ),
             "whole process (imports included)": statistics.median(r["process"] for r in rs),
         }
         for name, rs in runs.items()
     }
-    print(f"whole run, {len(list(SAMPLES.glob('*.gpkg')))} shipped samples, serial, "
-          f"{runs['new'][0]['geotiffs']} GeoTIFFs; CPU-s, median of {args.repeat} interleaved rounds")
+    print(
+        f"whole run, {len(list(SAMPLES.glob('*.gpkg')))} shipped samples, serial, "
+        f"{runs['new'][0]['geotiffs']} GeoTIFFs; CPU-s, median of {args.repeat} interleaved rounds"
+    )
     print(f"{'step':44s} {args.old_rev:>9s} {'now':>9s} {'old/now':>8s}")
     for row in med["new"]:
         old, new = med["old"].get(row, float("nan")), med["new"][row]
@@ -184,12 +198,22 @@ def main() -> None:
     n_gpkg, n_tif, n_png = floors[0]["n"]
     parts = {k: statistics.median(f[k] for f in floors) for k in floors[0] if k != "n"}
     write_floor = sum(parts.values())
-    print(f"write floor (the same {n_gpkg} GeoPackages, {n_tif} GeoTIFFs, {n_png} PNGs written again, data in "
-          f"memory): {write_floor:.2f} CPU-s = " + " + ".join(f"{k} {v:.2f}" for k, v in parts.items()))
-    print(f"the whole run is {total / write_floor:.1f}x its write floor; PDG / write floor = "
-          f"{PDG_WHOLE_CPU_S / write_floor:.1f}x, the most any pipeline writing these files could reach")
-    print(f"PDG figure from issue 19: {PDG_WHOLE_CPU_S:.1f} CPU-s -> now {PDG_WHOLE_CPU_S / total:.1f}x "
-          f"faster than PDG (goal 20x: at most {PDG_WHOLE_CPU_S / 20:.2f} CPU-s)")
+    print(
+        f"write floor (the same {n_gpkg} GeoPackages, {n_tif} GeoTIFFs, {n_png} PNGs written "
+        "again, data in "
+        f"memory): {write_floor:.2f} CPU-s = "
+        + " + ".join(f"{k} {v:.2f}" for k, v in parts.items())
+    )
+    print(
+        f"the whole run is {total / write_floor:.1f}x its write floor; PDG / write floor = "
+        f"{PDG_WHOLE_CPU_S / write_floor:.1f}x, the most any pipeline writing these files "
+        "could reach"
+    )
+    print(
+        f"PDG figure from issue 19: {PDG_WHOLE_CPU_S:.1f} CPU-s -> now "
+        f"{PDG_WHOLE_CPU_S / total:.1f}x "
+        f"faster than PDG (goal 20x: at most {PDG_WHOLE_CPU_S / 20:.2f} CPU-s)"
+    )
 
 
 if __name__ == "__main__":
