@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,32 @@ class Course:
         return self.root / "autograded" / student / assignment
 
 
+def nbgrader(course: Path, *args: str, env: dict[str, str] | None = None, logs: list[str] | None = None,
+             started: Callable[[subprocess.Popen[str]], None] | None = None) -> float:
+    """Run ``python -m nbgrader ARGS`` in ``course``; return the seconds it took.
+
+    nbgrader's log (stderr) is appended to ``logs`` when given; ``started`` is
+    handed the process as soon as it runs (so that it can be killed).
+    """
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env or course_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if started is not None:
+        started(proc)
+    try:
+        _, stderr = proc.communicate(timeout=NBGRADER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        raise AssertionError(f"nbgrader {' '.join(args)} took over {NBGRADER_TIMEOUT_S} s:\n"
+                             f"{stderr[-6000:]}") from None
+    if logs is not None:
+        logs.append(stderr)
+    if proc.returncode != 0 or "[ERROR]" in stderr or "| ERROR]" in stderr:
+        raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{stderr[-6000:]}")
+    return time.perf_counter() - t0
+
+
 def submit(course: Path, student: str, assignment: str, nb: nbformat.NotebookNode, name: str) -> None:
     dest = course / "submitted" / student / assignment
     dest.mkdir(parents=True, exist_ok=True)
@@ -142,28 +169,14 @@ class CourseBuild:
             self._error = e
 
     def nbgrader(self, *args: str, env: dict[str, str] | None = None, logs: list[str] | None = None) -> float:
-        """Run ``python -m nbgrader ARGS`` in the course folder; return the seconds it took.
-
-        nbgrader's log (stderr) is appended to ``logs`` when given.
-        """
+        """:func:`nbgrader` in the course folder, with the environment taken at the start."""
         if self._stopped.is_set():
             raise RuntimeError("course build stopped")
-        t0 = time.perf_counter()
-        self._proc = proc = subprocess.Popen(
-            [sys.executable, "-m", "nbgrader", *args], cwd=self.course.root, env=env or course_env(self._environ),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            _, stderr = proc.communicate(timeout=NBGRADER_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, stderr = proc.communicate()
-            raise AssertionError(f"nbgrader {' '.join(args)} took over {NBGRADER_TIMEOUT_S} s:\n"
-                                 f"{stderr[-6000:]}") from None
-        if logs is not None:
-            logs.append(stderr)
-        if proc.returncode != 0 or "[ERROR]" in stderr or "| ERROR]" in stderr:
-            raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{stderr[-6000:]}")
-        return time.perf_counter() - t0
+        return nbgrader(self.course.root, *args, env=env or course_env(self._environ), logs=logs,
+                        started=self._started)
+
+    def _started(self, proc: subprocess.Popen[str]) -> None:
+        self._proc = proc
 
     def _build(self) -> None:
         c, root = self.course, self.course.root

@@ -21,8 +21,8 @@ from course_helpers import fill
 from grading_helpers import ASSIGNMENT, CHEATS, NOTEBOOK, TOY_CHECKS, toy_notebook
 
 pytest.importorskip("nbgrader")
+from course_build import nbgrader, submit  # noqa: E402
 from nbgrader.api import Gradebook  # noqa: E402
-from test_course import nbgrader, submit  # noqa: E402
 
 COURSE_ID = "toy-course"
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
