@@ -208,7 +208,8 @@ def _check_where_you_are(view: dict, config: Config, statistic: str) -> None:
     tile_zoom = min(round(z), config.z)
     assert view["legendZoom"] == tile_zoom
     used = read_colour_ranges(config.dir_web_tiles / "colour-ranges.json")  # what the tiles used
-    assert view["legendHi"] == pytest.approx(level_range(stat, tile_zoom, config.z, used[stat.name])[1])
+    shown = level_range(stat, tile_zoom, config.z, used[stat.name])
+    assert view["legendHi"] == pytest.approx(shown[1])
     assert f"zoom {z}" in view["legendText"]
 
 

@@ -209,6 +209,8 @@ def assert_no_partial_files(out: Path) -> None:
             assert pyogrio.read_info(p, layer="staged")["features"] > 0, rel
         elif rel.endswith(".tif"):
             read_tif(p)
+        elif rel == RANGES:
+            json.loads(p.read_text())
         else:
             read_png(p)
 

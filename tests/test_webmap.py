@@ -217,14 +217,17 @@ def test_the_legend_scale_in_the_page_is_the_web_tiles_colouring(config: Config)
         tif = next((config.dir_output / "geotiff" / config.tms / str(z)).rglob("*.tif"))
         bands = read_geotiff(tif, config)
         for layer, stat, band in zip(spec["layers"], config.statistics, bands, strict=True):
-            png = config.dir_web_tiles / stat.name / config.tms / str(z) / tif.parent.name / f"{tif.stem}.png"
+            png = config.dir_web_tiles / stat.name / config.tms / str(z) / tif.parent.name
+            png = png / f"{tif.stem}.png"
             lo, hi = layer["scale"]["ranges"][z]
             with Image.open(png) as im:
                 pixels = np.asarray(im)
             assert np.array_equal(pixels, colorize(band, stat, z, config.z, ranges={z: (lo, hi)}))
 
 
-def test_without_the_ranges_file_the_page_shows_the_fixed_scale(config: Config, tmp_path: Path) -> None:
+def test_without_the_ranges_file_the_page_shows_the_fixed_scale(
+    config: Config, tmp_path: Path
+) -> None:
     """Web tiles coloured outside the pipeline without ranges: the page labels the fixed scale."""
     copy = config.replace(dir_output=tmp_path / "copy")
     shutil.copytree(config.dir_output / "web_tiles", copy.dir_output / "web_tiles")
