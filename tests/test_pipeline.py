@@ -12,6 +12,7 @@ import dataclasses
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -32,6 +33,8 @@ from PIL import Image
 
 from grouputils import cli
 from grouputils.core.config import Config
+from grouputils.core.rasterize import RasterTiler, read_geotiff
+from grouputils.core.webtiles import colorize, encode_png, palette_lut, read_colour_ranges
 from grouputils.run.pipeline import RunReport, run_pipeline
 
 #: The shipped samples in the repository (not samples.sample_dir(), which $GROUPUTILS_DATA redirects).
@@ -41,6 +44,7 @@ FIXTURE = ("scene03_WV03_20150814.gpkg", "scene07_WV03_20160728.gpkg", "scene08_
 CHANGED = "scene08_WV03_20180704.gpkg"  # the input the change tests edit
 APART = "scene03_WV03_20150814.gpkg"  # shares no tile with the others
 OUTPUT_DIRS = ("staged", "geotiff", "web_tiles")
+RANGES = "web_tiles/colour-ranges.json"  # the colour ranges the web tiles were coloured with
 STEPS = ("stage", "finalize", "rasterize z=13", "parents", "web tiles")
 
 
@@ -168,6 +172,8 @@ def assert_same_outputs(expected: Path, actual: Path) -> None:
             assert ma == mb, rel
         elif rel.endswith(".png"):
             np.testing.assert_array_equal(read_png(q), read_png(p), err_msg=rel)
+        elif rel == RANGES:
+            assert json.loads(q.read_text()) == json.loads(p.read_text()), rel
         else:
             pytest.fail(f"unexpected file {rel}")
     for name in ("staging_summary.csv", "raster_summary.csv", "index.html"):
@@ -203,6 +209,8 @@ def assert_no_partial_files(out: Path) -> None:
             assert pyogrio.read_info(p, layer="staged")["features"] > 0, rel
         elif rel.endswith(".tif"):
             read_tif(p)
+        elif rel == RANGES:
+            json.loads(p.read_text())
         else:
             read_png(p)
 
@@ -254,6 +262,18 @@ def changed_files(before: dict[str, int], after: dict[str, int]) -> set[str]:
     return {rel for rel in before.keys() | after.keys() if before.get(rel) != after.get(rel)}
 
 
+def geotiff_tiles(out: Path) -> set[str]:
+    """``'z/x/y'`` of every GeoTIFF."""
+    return {"/".join(p.with_suffix("").parts[-3:]) for p in (out / "geotiff").rglob("*.tif")}
+
+
+def recoloured_zooms(before: Path, after: Path) -> set[int]:
+    """Zooms where some statistic's colour range differs between two runs' outputs."""
+    a, b = read_colour_ranges(before / RANGES), read_colour_ranges(after / RANGES)
+    assert a is not None and b is not None
+    return {z for name in b for z in b[name] if a[name][z] != b[name][z]}
+
+
 def expected_files(tiles13: set[str], config: Config) -> set[str]:
     """Output files of these z=13 tiles, their ancestors' GeoTIFFs and every web tile of them."""
     tms = config.tms
@@ -291,8 +311,17 @@ def test_changing_one_input_redoes_only_its_tiles_and_their_ancestors(
     assert by["finalize"].done == len(affected)
     assert by["rasterize z=13"].done == len(affected)
     assert by["parents"].done == len({t for t in with_ancestors(affected) if not t.startswith("13/")})
-    assert by["web tiles"].done == len(with_ancestors(affected))
-    assert changed_files(before, mtimes(copied.out)) == expected_files(affected, copied.config)
+    # web tiles: those of the tiles redone, and every one of a zoom whose colour range changed
+    zooms = recoloured_zooms(reference.out, copied.out)
+    assert 13 not in zooms
+    recoloured = {t for t in geotiff_tiles(copied.out) if int(t.split("/")[0]) in zooms}
+    assert by["web tiles"].done == len(with_ancestors(affected) | recoloured)
+    expected = expected_files(affected, copied.config) | {
+        f"web_tiles/{s}/{copied.config.tms}/{t}.png" for t in recoloured for s in copied.config.statistic_names
+    }
+    if zooms:
+        expected.add(RANGES)
+    assert changed_files(before, mtimes(copied.out)) == expected
     assert_same_outputs(changed_fresh.out, copied.out)
     assert report.summary["polygons_read"] == reference.report.summary["polygons_read"] - 1
 
@@ -328,6 +357,116 @@ def test_changing_a_colour_range_redoes_the_web_tiles_only(reference: Run, copie
         if r.endswith(".png") and not np.array_equal(read_png(copied.out / r), read_png(reference.out / r))
     }
     assert differ == {count.name}
+
+
+# ------------------------------------------------------------- colours per zoom
+CLUSTER = "scene99_WV03_20150814.gpkg"  # the dense cluster added by the recolouring test
+
+
+def write_cluster(path: Path, side: int = 15) -> None:
+    """``side`` x ``side`` small squares (2 m, 4 m apart) just east of APART's data: a dense spot."""
+    like = gpd.read_file(SAMPLES / APART, layer="iwp")
+    x0, y0 = like.total_bounds[2] + 300.0, like.total_bounds[1] + 300.0
+    boxes = [shapely.box(x0 + 4 * i, y0 + 4 * j, x0 + 4 * i + 2, y0 + 4 * j + 2) for i in range(side) for j in range(side)]
+    frame = gpd.GeoDataFrame(
+        like.drop(columns="geometry").iloc[[0] * len(boxes)].reset_index(drop=True), geometry=boxes, crs=like.crs
+    )
+    frame["Area"] = 4.0
+    frame["CentroidX"] = [b.centroid.x for b in boxes]
+    frame["CentroidY"] = [b.centroid.y for b in boxes]
+    frame.to_file(path, layer="iwp", driver="GPKG")
+
+
+def colour_indices(png: Path, statistic) -> np.ndarray:
+    """Palette index of every opaque pixel of a web tile."""
+    index = {tuple(c): i for i, c in enumerate(palette_lut(statistic).tolist())}
+    px = read_png(png)
+    return np.array([index[tuple(c)] for c in px[px[..., 3] > 0].tolist()], dtype=int)
+
+
+def assert_tiles_coloured_with_the_written_ranges(run: Run) -> None:
+    """Every web tile is its GeoTIFF coloured with web_tiles/colour-ranges.json; the page shows them."""
+    config, tiler = run.config, RasterTiler(run.config)
+    ranges = read_colour_ranges(run.out / RANGES)
+    assert ranges is not None
+    for tif in tiler.tiles.get_filenames_from_dir("geotiff"):
+        z = int(tif.parent.parent.name)
+        bands = read_geotiff(tif, config)
+        for band, stat in zip(bands, config.statistics, strict=True):
+            png = run.out / "web_tiles" / stat.name / config.tms / str(z) / tif.parent.name / f"{tif.stem}.png"
+            np.testing.assert_array_equal(
+                read_png(png), colorize(band, stat, z, config.z, ranges=ranges[stat.name]), err_msg=str(png)
+            )
+    page = (run.out / "index.html").read_text()
+    spec = json.loads(re.search(r"const SPEC = (\{.*?\});\n", page).group(1))
+    for layer in spec["layers"]:
+        assert layer["scale"]["ranges"] == [list(ranges[layer["name"]][z]) for z in range(config.z + 1)]
+
+
+def test_zoomed_out_count_tiles_span_the_palette_and_top_zoom_tiles_keep_value_range(reference: Run) -> None:
+    """Issue 19: the z10 count tiles were near-uniformly dark on the fixed scale (x64 at z10)."""
+    config = reference.config
+    count, _ = config.statistics
+    fitted, fixed = [], []
+    for png in sorted((reference.out / "web_tiles" / count.name / config.tms / "10").rglob("*.png")):
+        tif = reference.out / "geotiff" / config.tms / "10" / png.parent.name / f"{png.stem}.tif"
+        band = read_geotiff(tif, config)[0].astype("f8")
+        fitted.append(colour_indices(png, count))
+        lo, hi = count.value_range[0] * 4**3, count.value_range[1] * 4**3  # the old rule at z10
+        v = band[~np.isnan(band)]
+        fixed.append(np.rint(np.clip((v - lo) / (hi - lo), 0, 1) * 255))
+    fitted_i, fixed_i = np.concatenate(fitted), np.concatenate(fixed)
+    assert fitted_i.size == fixed_i.size > 1000
+    p90, p90_fixed = np.percentile(fitted_i, 90), np.percentile(fixed_i, 90)
+    assert fitted_i.max() == 255  # the level's densest pixel takes the top colour
+    assert p90 >= 64 and p90 >= 3 * p90_fixed, (p90, p90_fixed)  # a quarter of the palette, 4x the old
+    assert np.percentile(fitted_i, 50) >= 3 * np.percentile(fixed_i, 50)
+    # z13 (the top zoom) web tiles are byte for byte what value_range alone gives
+    for tif in sorted((reference.out / "geotiff" / config.tms / "13").rglob("*.tif")):
+        bands = read_geotiff(tif, config)
+        for band, stat in zip(bands, config.statistics, strict=True):
+            png = reference.out / "web_tiles" / stat.name / config.tms / "13" / tif.parent.name / f"{tif.stem}.png"
+            assert png.read_bytes() == encode_png(colorize(band, stat, 13, 13)), png
+    # the ranges from the run state are the ranges the GeoTIFFs' tags give (the notebook path)
+    assert read_colour_ranges(reference.out / RANGES) == RasterTiler(config).colour_ranges()
+    assert_tiles_coloured_with_the_written_ranges(reference)
+
+
+def test_new_data_raising_a_levels_maximum_recolours_exactly_the_levels_whose_range_changed(
+    reference: Run, copied: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count, _ = copied.config.statistics
+    before = mtimes(copied.out)
+    write_cluster(copied.inputs / CLUSTER)
+    report = run_pipeline(copied.config, executor="serial", progress=False)
+    assert report.ok, report.failures
+    old, new = read_colour_ranges(reference.out / RANGES), read_colour_ranges(copied.out / RANGES)
+    assert new[count.name][10][1] > old[count.name][10][1]  # the cluster raises z10's maximum
+    zooms = recoloured_zooms(reference.out, copied.out)
+    assert 10 in zooms and 13 not in zooms
+    changed = changed_files(before, mtimes(copied.out))
+    redone = {r.split("/", 2)[2].removesuffix(".tif") for r in changed if r.startswith("geotiff/")}
+    recoloured = {t for t in geotiff_tiles(copied.out) if int(t.split("/")[0]) in zooms}
+    assert recoloured - redone  # web tiles recoloured although their GeoTIFF is unchanged
+    names = copied.config.statistic_names
+    expected = {f"web_tiles/{s}/{copied.config.tms}/{t}.png" for t in redone | recoloured for s in names}
+    assert {r for r in changed if r.startswith("web_tiles/") and r.endswith(".png")} - {
+        f"web_tiles/{s}/legend.png" for s in names
+    } == expected
+    assert steps(report)["web tiles"].done == len(redone | recoloured)
+    assert RANGES in changed
+    assert_tiles_coloured_with_the_written_ranges(copied)
+    # and nothing is redone when nothing changed again, without a pass over the GeoTIFF rows
+    from grouputils.run.state import RunState
+
+    def no_scan(*args: Any) -> None:
+        raise AssertionError("the maxima were read again although no GeoTIFF changed")
+
+    monkeypatch.setattr(RunState, "info_max_by_zoom", no_scan)
+    again = mtimes(copied.out)
+    report = run_pipeline(copied.config, executor="serial", progress=False)
+    assert [(s.done, s.failed) for s in report.steps] == [(0, [])] * len(STEPS)
+    assert mtimes(copied.out) == again
 
 
 def test_changing_the_duplicate_overlap_redoes_finalize_and_everything_after(

@@ -15,13 +15,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rasterio
 import xyzservices
+from PIL import Image
 
 from grouputils.core.config import Config
 from grouputils.core.errors import ConfigError
-from grouputils.core.webtiles import level_range, palette_lut
+from grouputils.core.rasterize import read_geotiff
+from grouputils.core.webtiles import colorize, level_range, palette_lut, read_colour_ranges
 from grouputils.outputs.webmap import BASEMAPS, interactive_map, leaflet_assets, write_map_page
 from grouputils.run.pipeline import run_pipeline
 
@@ -193,15 +196,44 @@ def test_basemaps_come_from_xyzservices_in_the_map_crs(config: Config, tmp_path:
 
 
 def test_the_legend_scale_in_the_page_is_the_web_tiles_colouring(config: Config) -> None:
-    """The page labels colours with level_range at z_max (the page scales it per zoom) and
-    the palette's LUT."""
+    """The page labels each zoom with the ranges the web tiles of that zoom were coloured
+    with (web_tiles/colour-ranges.json, fitted per zoom for sums) and the palette's LUT."""
     spec = spec_of(config.dir_output / "index.html")
+    used = read_colour_ranges(config.dir_web_tiles / "colour-ranges.json")
+    assert used is not None
     for layer, stat in zip(spec["layers"], config.statistics, strict=True):
         scale = layer["scale"]
-        assert scale["ranges"] == [
-            list(level_range(stat, z, config.z)) for z in range(config.z + 1)
-        ]
+        assert scale["ranges"] == [list(used[stat.name][z]) for z in range(config.z + 1)]
+        assert scale["ranges"][config.z] == list(stat.value_range)  # the top zoom: value_range
+        if stat.resampling == "sum":  # fitted below the top zoom: not the fixed x4 scale
+            assert scale["ranges"][10] != list(level_range(stat, 10, config.z))
+            assert stat.value_range[1] <= scale["ranges"][10][1] <= stat.value_range[1] * 4**3
         assert scale["sum"] == (stat.resampling == "sum")
         lut = palette_lut(stat)
         assert scale["colours"][0] == "#{:02x}{:02x}{:02x}".format(*lut[0][:3])
         assert scale["colours"][-1] == "#{:02x}{:02x}{:02x}".format(*lut[255][:3])
+    # the tiles of every zoom are coloured with exactly the page's ranges
+    for z in range(config.z + 1):
+        tif = next((config.dir_output / "geotiff" / config.tms / str(z)).rglob("*.tif"))
+        bands = read_geotiff(tif, config)
+        for layer, stat, band in zip(spec["layers"], config.statistics, bands, strict=True):
+            png = config.dir_web_tiles / stat.name / config.tms / str(z) / tif.parent.name
+            png = png / f"{tif.stem}.png"
+            lo, hi = layer["scale"]["ranges"][z]
+            with Image.open(png) as im:
+                pixels = np.asarray(im)
+            assert np.array_equal(pixels, colorize(band, stat, z, config.z, ranges={z: (lo, hi)}))
+
+
+def test_without_the_ranges_file_the_page_shows_the_fixed_scale(
+    config: Config, tmp_path: Path
+) -> None:
+    """Web tiles coloured outside the pipeline without ranges: the page labels the fixed scale."""
+    copy = config.replace(dir_output=tmp_path / "copy")
+    shutil.copytree(config.dir_output / "web_tiles", copy.dir_output / "web_tiles")
+    (copy.dir_web_tiles / "colour-ranges.json").unlink()
+    spec = spec_of(write_map_page(copy, basemap=False))
+    for layer, stat in zip(spec["layers"], config.statistics, strict=True):
+        assert layer["scale"]["ranges"] == [
+            list(level_range(stat, z, config.z)) for z in range(config.z + 1)
+        ]

@@ -1,7 +1,9 @@
-"""Web tiles: RGBA PNGs coloured by palette over a fixed per-zoom range, and legends.
+"""Web tiles: RGBA PNGs coloured by palette over a per-zoom range, and legends.
 
-Colours are checked against Matplotlib's own colormap evaluation, the value
-range against the rule documented in ``Statistic`` (x4 per level for sums).
+Colours are checked against Matplotlib's own colormap evaluation; the value
+range against the rules of ``grouputils.core.webtiles``: fitted to each zoom's
+maximum (clipped to ``[hi, hi * 4 ** (z_max - z)]``) for sums when the run's
+ranges are given, else the fixed scale (x4 per level for sums).
 """
 
 from __future__ import annotations
@@ -19,16 +21,28 @@ from grouputils.core.config import Config, Statistic
 from grouputils.core.errors import ConfigError
 from grouputils.core.rasterize import RasterTiler, write_geotiff
 from grouputils.core.tiles import Tile
-from grouputils.core.webtiles import colorize, level_range, write_legend, write_webtile
+from grouputils.core.webtiles import (
+    colorize,
+    level_range,
+    read_colour_ranges,
+    write_colour_ranges,
+    write_legend,
+    write_webtile,
+    zoom_ranges,
+)
 
 COUNT = Statistic("count", weight_by="count", resampling="sum", palette="viridis", value_range=(0.0, 2.0))
 COVER = Statistic("cover", weight_by="coverage", resampling="mean", palette="magma", value_range=(0.0, 1.0))
 
 
-def expected_colour(stat: Statistic, value: float, z: int, z_max: int) -> np.ndarray:
+def expected_colour(
+    stat: Statistic, value: float, z: int, z_max: int, span: tuple[float, float] | None = None
+) -> np.ndarray:
     """Independent colour: Matplotlib's colormap at the value's position in the level range."""
     lo, hi = stat.value_range
-    if stat.resampling == "sum":
+    if span is not None:
+        lo, hi = span
+    elif stat.resampling == "sum":
         lo, hi = lo * 4 ** (z_max - z), hi * 4 ** (z_max - z)
     pos = min(max((value - lo) / (hi - lo), 0.0), 1.0)
     cmap = matplotlib.colormaps[stat.palette] if isinstance(stat.palette, str) else None
@@ -47,6 +61,48 @@ def test_level_range_grows_fourfold_per_level_for_sums_only():
     assert level_range(COUNT, 12, 13) == (0.0, 8.0)
     assert level_range(COUNT, 0, 13) == (0.0, 2.0 * 4**13)
     assert level_range(COVER, 5, 13) == (0.0, 1.0)
+
+
+def test_zoom_ranges_fit_each_level_between_value_range_and_the_full_scale():
+    maxima = {13: 9.0, 12: 5.0, 11: 1.0, 10: 500.0, 9: float("nan"), 8: None}  # no zoom 0-7
+    r = zoom_ranges(COUNT, maxima, 13)
+    assert sorted(r) == list(range(14))
+    assert r[13] == (0.0, 2.0)  # the top zoom keeps value_range, whatever its maximum
+    assert r[12] == (0.0, 5.0)  # the level's maximum
+    assert r[11] == (0.0, 2.0)  # clipped up to value_range's top
+    assert r[10] == (0.0, 2.0 * 4**3)  # clipped down to the full scale (every child full)
+    assert r[9] == r[8] == r[0] == (0.0, 2.0)  # no data: value_range
+    shifted = Statistic("n", weight_by="count", resampling="sum", value_range=(1.0, 2.0))
+    assert zoom_ranges(shifted, maxima, 13)[12] == (1.0, 5.0)  # the low end never moves
+    assert zoom_ranges(shifted, maxima, 13)[10] == (1.0, 128.0)
+    # means are averages, not sums: value_range at every zoom, data or not
+    assert set(zoom_ranges(COVER, {12: 0.3, 5: 7.0, 13: 0.9}, 13).values()) == {(0.0, 1.0)}
+    # another top zoom: the rule follows z_max
+    assert zoom_ranges(COUNT, {8: 40.0, 7: 40.0}, 9)[8] == (0.0, 8.0)
+    assert zoom_ranges(COUNT, {8: 40.0, 7: 40.0}, 9)[7] == (0.0, 32.0)
+
+
+def test_level_range_with_the_runs_ranges_is_their_entry_and_colours_follow_it():
+    ranges = zoom_ranges(COUNT, {10: 20.0}, 13)
+    assert level_range(COUNT, 10, 13, ranges) == (0.0, 20.0)
+    assert level_range(COUNT, 13, 13, ranges) == level_range(COUNT, 13, 13) == (0.0, 2.0)
+    with pytest.raises(KeyError):
+        level_range(COUNT, 14, 13, ranges)
+    values = np.array([[0.0, 5.0, 10.0, 20.0, 99.0, np.nan]])
+    rgba = colorize(values, COUNT, 10, 13, ranges=ranges)
+    for c, v in enumerate(values[0][:-1]):
+        np.testing.assert_array_equal(rgba[0, c], expected_colour(COUNT, v, 10, 13, (0.0, 20.0)))
+    assert tuple(rgba[0, -1]) == (0, 0, 0, 0)
+    # the fixed scale would put all of these in the bottom sixth of the palette
+    assert not np.array_equal(rgba, colorize(values, COUNT, 10, 13))
+
+
+def test_colour_ranges_round_trip_through_their_json(tmp_path):
+    ranges = {"count": zoom_ranges(COUNT, {10: 20.0, 12: 3.5}, 13), "cover": zoom_ranges(COVER, {}, 13)}
+    path = write_colour_ranges(tmp_path / "web_tiles" / "colour-ranges.json", ranges, 13)
+    assert read_colour_ranges(path) == ranges
+    assert read_colour_ranges(tmp_path / "absent.json") is None
+    assert [p.name for p in path.parent.iterdir()] == ["colour-ranges.json"]  # atomic, no temporary
 
 
 def test_colours_follow_the_palette_and_nodata_is_transparent():
@@ -100,6 +156,7 @@ def test_webtiles_from_geotiffs_writes_one_png_per_statistic_and_legends(tiler):
     values = np.full((2, 256, 256), np.nan, dtype="f4")
     values[0, :10, :10] = 3.0
     values[1, :10, :10] = 0.25
+    values[0, 0, 1] = 1.5
     tiles = [Tile(1419, 909, 13), Tile(709, 454, 12)]
     paths = [write_geotiff(tiler.tiles.path("geotiff", t), values, t, cfg) for t in tiles]
     written = tiler.webtiles_from_geotiffs(paths, progress=False)
@@ -107,11 +164,35 @@ def test_webtiles_from_geotiffs_writes_one_png_per_statistic_and_legends(tiler):
     assert sorted(tiler.tiles.get_filenames_from_dir("web_tiles")) == sorted(written)
     with Image.open(tiler.tiles.path("web_tiles", tiles[1], "count")) as im:
         px = np.asarray(im)
-    np.testing.assert_array_equal(px[0, 0], expected_colour(COUNT, 3.0, 12, 13))  # range 0..8 at z=12
+    # range 0..3 at z=12: the level's maximum (3.0, within [2, 8]), not the full scale 0..8
+    np.testing.assert_array_equal(px[0, 0], expected_colour(COUNT, 3.0, 12, 13, (0.0, 3.0)))
+    np.testing.assert_array_equal(px[0, 1], expected_colour(COUNT, 1.5, 12, 13, (0.0, 3.0)))
     assert px[100, 100, 3] == 0
+    with Image.open(tiler.tiles.path("web_tiles", tiles[0], "count")) as im:  # z13: value_range
+        np.testing.assert_array_equal(np.asarray(im), colorize(values[0], COUNT, 13, 13))
     for s in ("count", "cover"):
         with Image.open(cfg.dir_web_tiles / s / "legend.png") as im:
             assert im.format == "PNG" and im.size[0] > 100
+    # the ranges used are written for the map page, as the tags on disk give them
+    used = read_colour_ranges(cfg.dir_web_tiles / "colour-ranges.json")
+    assert used == tiler.colour_ranges() == {
+        "count": zoom_ranges(COUNT, {13: 3.0, 12: 3.0}, 13),
+        "cover": zoom_ranges(COVER, {}, 13),
+    }
+    assert used["count"][12] == (0.0, 3.0) and used["count"][11] == (0.0, 2.0)
+
+
+def test_a_subset_of_geotiffs_is_coloured_with_the_ranges_of_every_level_on_disk(tiler):
+    """Colouring one tile alone gives the pixels colouring all of them gives (ranges from all tags)."""
+    cfg = tiler.config
+    low, high = np.full((2, 256, 256), np.nan, dtype="f4"), np.full((2, 256, 256), np.nan, dtype="f4")
+    low[:, :4, :4], high[:, :4, :4] = 1.0, 6.0
+    a, b = Tile(709, 454, 12), Tile(709, 455, 12)
+    pa = write_geotiff(tiler.tiles.path("geotiff", a), low, a, cfg)
+    write_geotiff(tiler.tiles.path("geotiff", b), high, b, cfg)
+    tiler.webtiles_from_geotiffs([pa], progress=False)
+    with Image.open(tiler.tiles.path("web_tiles", a, "count")) as im:
+        np.testing.assert_array_equal(np.asarray(im)[0, 0], expected_colour(COUNT, 1.0, 12, 13, (0.0, 6.0)))
 
 
 def test_legend_leaves_matplotlib_global_state_alone(tmp_path):
@@ -168,14 +249,18 @@ def test_a_pickled_rasterizer_colours_web_tiles_without_importing_matplotlib(tmp
     code = (
         "import pickle, sys, numpy as np\n"
         "from grouputils.core.tiles import Tile\n"
-        "tiler, values = pickle.loads(sys.stdin.buffer.read())\n"
+        "tiler, values, ranges = pickle.loads(sys.stdin.buffer.read())\n"
         "tiler.webtiles_from_bands(Tile(3, 2, 12), values)\n"
+        "tiler.webtiles_from_bands(Tile(3, 3, 12), values, ranges)\n"
         "print('matplotlib' in sys.modules)\n"
     )
+    ranges = {s.name: zoom_ranges(s, {12: 1.0}, 13) for s in cfg.statistics}  # plain floats
     out = subprocess.run(
-        [sys.executable, "-c", code], input=pickle.dumps((local, values)), capture_output=True, check=True
+        [sys.executable, "-c", code], input=pickle.dumps((local, values, ranges)), capture_output=True, check=True
     )
     assert out.stdout.decode().strip() == "False"
     for stat, band in zip(cfg.statistics, values, strict=True):
         png = local.tiles.path("web_tiles", Tile(3, 2, 12), statistic=stat.name)
         assert np.array_equal(np.asarray(Image.open(png)), colorize(band, stat, 12, 13))
+        png = local.tiles.path("web_tiles", Tile(3, 3, 12), statistic=stat.name)
+        assert np.array_equal(np.asarray(Image.open(png)), colorize(band, stat, 12, 13, ranges=ranges[stat.name]))

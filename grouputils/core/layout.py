@@ -9,6 +9,7 @@ One run writes into one output folder (``Config.dir_output``)::
         geotiff/<TMS>/<z>/<x>/<y>.tif
         web_tiles/<statistic>/<TMS>/<z>/<x>/<y>.png
         web_tiles/<statistic>/legend.png
+        web_tiles/colour-ranges.json               colour range per statistic and zoom
         staging_summary.csv, raster_summary.csv, run-summary.json
         stac/catalog.json      the STAC catalogue
         index.html, assets/leaflet/   the map page and Leaflet's files
@@ -146,6 +147,15 @@ class Layout:
     def legend(self, statistic: str) -> Path:
         """The legend of ``statistic``'s web tiles (``web_tiles/<statistic>/legend.png``)."""
         return self.web_tiles / statistic / "legend.png"
+
+    @property
+    def colour_ranges(self) -> Path:
+        """The web tiles' colour range per statistic and zoom (``web_tiles/colour-ranges.json``).
+
+        Written by the web-tile step and ``RasterTiler.webtiles_from_geotiffs``
+        (:func:`grouputils.core.webtiles.write_colour_ranges`), read by the map page.
+        """
+        return self.web_tiles / "colour-ranges.json"
 
     # -------------------------------------------------------- summaries, pages
     @property

@@ -114,8 +114,9 @@ class Statistic:
         tuple[FiniteFloat, FiniteFloat],
         Field(
             description="Values mapped to the ends of the palette at the highest zoom level, low "
-            "first. For resampling 'sum' the range is multiplied by 4 for each level "
-            "up the pyramid, so one colour means one density at every zoom level."
+            "first. For resampling 'sum' the top at each lower zoom level is that level's "
+            "largest value, kept between this top and 4 times it per level up the pyramid "
+            "(pixels add up), so the colours fit the data at every zoom level."
         ),
     ] = (0.0, 1.0)
     attribute: Annotated[

@@ -6,16 +6,35 @@ Web tiles are ``web_tiles/<statistic>/<TMS>/<z>/<x>/<y>.png``: 256x256 RGBA
 
 Colour scale
 ------------
-The scale is *fixed per statistic*, not computed from the data: a value
-``v`` at zoom ``z`` is placed on the palette by its position in
-:func:`level_range` ``(statistic, z, z_max)``, which is the statistic's
-``value_range`` at the top zoom ``z_max``, multiplied by ``4 ** (z_max - z)``
-for ``resampling='sum'`` statistics (a parent pixel adds four children, so one
-colour means one density per unit area at every zoom) and unchanged for
-``resampling='mean'`` ones. Values beyond the range take the end colours.
-Because no pass over the data is needed, any subset of tiles can be coloured
-in any process and the colours still agree across a zoom level (and across
-runs and datasets).
+A value ``v`` in a tile of zoom ``z`` is placed on the palette by its position
+in :func:`level_range` ``(statistic, z, z_max)`` (values beyond it take the
+end colours). At the top zoom ``z_max`` (``config.z``), and at every zoom for
+``resampling='mean'`` statistics, that is the statistic's ``value_range``
+``(lo, hi)`` exactly. A ``resampling='sum'`` statistic grows from zoom to zoom
+(a parent pixel adds four children), and how much depends on the data: a
+zoom-10 pixel adds 64 zoom-13 pixels, but sparse detections fill few of them.
+Its range at ``z < z_max`` is therefore fitted to the zoom level
+(:func:`zoom_ranges`)::
+
+    lo_z = lo
+    hi_z = clip(max_z, hi, hi * 4 ** (z_max - z))
+
+where ``max_z`` is the band's maximum over the zoom level's GeoTIFFs (``hi``
+when the level has no data pixel). The upper bound is the fixed scale of
+"every child full"; the lower bound keeps a level from being stretched beyond
+what ``value_range`` already shows at ``z_max``. The rule is deterministic
+(the same tiles give the same ranges, whichever process colours them) and
+needs one pass over per-tile statistics that are already recorded, never a
+pixel re-read: each GeoTIFF carries its band maxima as tags
+(:mod:`grouputils.core.raster.tags`) and the pipeline's run state holds the
+same numbers (``<statistic>_max`` in each GeoTIFF row's ``info``). The ranges
+are one value per run (:data:`ColourRanges`), handed to every web-tile task as
+plain floats and written to ``web_tiles/colour-ranges.json``
+(:func:`write_colour_ranges`), which the map page's legend reads back, so the
+page shows the ranges the tiles were coloured with. Without ranges (code
+colouring a subset of tiles on its own), :func:`level_range` falls back to the
+fixed scale ``value_range * 4 ** (z_max - z)``, which needs no data at all.
+The z_max legend (``legend.png``) is the same under both.
 
 Palettes are Matplotlib colormaps looked up with ``matplotlib.colormaps[name]``
 or built from a tuple of colours; nothing touches Matplotlib's global state
@@ -41,14 +60,17 @@ every row, which these flat, palette-like images do not profit from. One
 from __future__ import annotations
 
 import functools
+import json
+import math
 import struct
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from grouputils.core.atomic import atomic_path
+from grouputils.core.atomic import atomic_path, write_json_atomic
 from grouputils.core.config import Statistic
 from grouputils.core.errors import ConfigError
 from grouputils.core.scratch import output_path
@@ -57,10 +79,16 @@ __all__ = [
     "PNG_COMPRESS_LEVEL",
     "get_colormap",
     "palette_lut",
+    "ZoomRanges",
+    "ColourRanges",
+    "zoom_ranges",
     "level_range",
+    "write_colour_ranges",
+    "read_colour_ranges",
     "colorize",
     "encode_png",
     "write_webtile",
+    "LEGEND_VERSION",
     "write_legend",
 ]
 
@@ -123,7 +151,59 @@ def palette_lut(statistic: Statistic) -> np.ndarray:
     return lut
 
 
-def level_range(statistic: Statistic, z: int, z_max: int) -> tuple[float, float]:
+ZoomRanges = dict[int, tuple[float, float]]
+"""One statistic's colour range ``(lo, hi)`` per zoom level (``0 .. z_max``)."""
+
+ColourRanges = dict[str, ZoomRanges]
+"""A run's colour ranges: :data:`ZoomRanges` by statistic name."""
+
+
+def zoom_ranges(
+    statistic: Statistic, maxima_by_zoom: Mapping[int, float | None], z_max: int
+) -> ZoomRanges:
+    """The colour range of every zoom level, fitted to the data (the module's rule).
+
+    Parameters
+    ----------
+    statistic : Statistic
+        Supplies ``value_range`` (at ``z_max``) and ``resampling``.
+    maxima_by_zoom : mapping of int to float or None
+        The band's maximum over the GeoTIFFs of each zoom level (over data
+        pixels); a zoom left out, None or NaN has no data pixel.
+    z_max : int
+        The top zoom level (``config.z``).
+
+    Returns
+    -------
+    dict of int to tuple of float
+        For every zoom ``0 .. z_max``: ``value_range`` at ``z_max`` and for
+        ``resampling='mean'``; else ``(lo, clip(max_z, hi, hi * 4 ** (z_max - z)))``.
+
+    Examples
+    --------
+    >>> from grouputils.core.statistic import Statistic
+    >>> count = Statistic("n", weight_by="count", resampling="sum", value_range=(0, 2))
+    >>> r = zoom_ranges(count, {13: 2.0, 12: 5.0, 11: 1.0, 10: 500.0}, 13)
+    >>> r[13], r[12], r[11], r[10], r[9]
+    ((0.0, 2.0), (0.0, 5.0), (0.0, 2.0), (0.0, 128.0), (0.0, 2.0))
+    """
+    lo, hi = (float(v) for v in statistic.value_range)
+    out: ZoomRanges = {}
+    for z in range(z_max + 1):
+        top = maxima_by_zoom.get(z)
+        if statistic.resampling != "sum" or z == z_max or top is None or math.isnan(top):
+            out[z] = (lo, hi)
+        else:
+            out[z] = (lo, min(max(float(top), hi), hi * 4.0 ** (z_max - z)))
+    return out
+
+
+def level_range(
+    statistic: Statistic,
+    z: int,
+    z_max: int,
+    ranges: Mapping[int, tuple[float, float]] | None = None,
+) -> tuple[float, float]:
     """Values at the two ends of the palette for tiles of zoom ``z``.
 
     Parameters
@@ -134,17 +214,78 @@ def level_range(statistic: Statistic, z: int, z_max: int) -> tuple[float, float]
         Zoom level of the tile.
     z_max : int
         The top zoom level (``config.z``), where ``value_range`` applies as is.
+    ranges : mapping of int to (float, float), optional
+        The statistic's :func:`zoom_ranges` for the run; when given, its entry for ``z``.
 
     Returns
     -------
     tuple of float
-        ``value_range * 4 ** (z_max - z)`` for ``resampling='sum'``, else ``value_range``.
+        ``ranges[z]`` when ranges are given; else the fixed scale
+        ``value_range * 4 ** (z_max - z)`` for ``resampling='sum'`` and
+        ``value_range`` otherwise.
+
+    Raises
+    ------
+    KeyError
+        ``ranges`` has no entry for ``z``.
     """
+    if ranges is not None:
+        lo_z, hi_z = ranges[z]
+        return float(lo_z), float(hi_z)
     lo, hi = statistic.value_range
     if statistic.resampling == "sum":
         factor = 4.0 ** (z_max - z)
         return lo * factor, hi * factor
     return lo, hi
+
+
+def write_colour_ranges(path: str | Path, ranges: ColourRanges, z_max: int) -> Path:
+    """Write a run's colour ranges as JSON, atomically (read back by :func:`read_colour_ranges`).
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination, ``Layout.colour_ranges`` (``web_tiles/colour-ranges.json``).
+    ranges : ColourRanges
+        Every statistic's range for every zoom ``0 .. z_max``.
+    z_max : int
+        The top zoom level.
+
+    Returns
+    -------
+    Path
+        ``path``; the file is ``{"z_max": 13, "ranges": {"<statistic>": [[lo, hi], ...]}}``
+        with one ``[lo, hi]`` per zoom, index = zoom.
+    """
+    data = {
+        "z_max": z_max,
+        "ranges": {
+            name: [list(by_zoom[z]) for z in range(z_max + 1)] for name, by_zoom in ranges.items()
+        },
+    }
+    return write_json_atomic(path, data)
+
+
+def read_colour_ranges(path: str | Path) -> ColourRanges | None:
+    """The colour ranges :func:`write_colour_ranges` wrote, or None when there is no file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The JSON file.
+
+    Returns
+    -------
+    ColourRanges or None
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return {
+        name: {z: (float(lo), float(hi)) for z, (lo, hi) in enumerate(by_zoom)}
+        for name, by_zoom in data["ranges"].items()
+    }
 
 
 def _lut32(lut: np.ndarray) -> np.ndarray:
@@ -155,7 +296,12 @@ def _lut32(lut: np.ndarray) -> np.ndarray:
 
 
 def colorize(
-    values: np.ndarray, statistic: Statistic, z: int, z_max: int, lut: np.ndarray | None = None
+    values: np.ndarray,
+    statistic: Statistic,
+    z: int,
+    z_max: int,
+    lut: np.ndarray | None = None,
+    ranges: Mapping[int, tuple[float, float]] | None = None,
 ) -> np.ndarray:
     """Colour one band.
 
@@ -169,6 +315,8 @@ def colorize(
         The tile's zoom and the top zoom (see :func:`level_range`).
     lut : ndarray of uint8, shape (256, 4), optional
         The statistic's :func:`palette_lut`, when the caller holds it (no Matplotlib here then).
+    ranges : mapping of int to (float, float), optional
+        The statistic's :func:`zoom_ranges`; default the fixed scale (:func:`level_range`).
 
     Returns
     -------
@@ -180,7 +328,7 @@ def colorize(
     A value's colour index is ``rint(clip((v - lo) / (hi - lo), 0, 1) * 255)``
     computed in float64.
     """
-    lo, hi = level_range(statistic, z, z_max)
+    lo, hi = level_range(statistic, z, z_max, ranges)
     v = np.array(values, dtype="f8")  # a copy, scaled in place
     nodata = np.isnan(v)
     np.subtract(v, lo, out=v)
@@ -243,6 +391,7 @@ def write_webtile(
     scratch_dir: str | None = None,
     lut: np.ndarray | None = None,
     compress_level: int = PNG_COMPRESS_LEVEL,
+    ranges: Mapping[int, tuple[float, float]] | None = None,
 ) -> Path:
     """Colour a band and write it as a PNG, atomically.
 
@@ -262,6 +411,8 @@ def write_webtile(
         The statistic's :func:`palette_lut` (looked up, with Matplotlib, when not given).
     compress_level : int
         zlib level of the PNG (0-9); only the file size and the time change, never the pixels.
+    ranges : mapping of int to (float, float), optional
+        The statistic's :func:`zoom_ranges`; default the fixed scale (:func:`level_range`).
 
     Returns
     -------
@@ -269,10 +420,14 @@ def write_webtile(
         ``path``.
     """
     path = Path(path)
-    data = encode_png(colorize(values, statistic, z, z_max, lut), compress_level)
+    data = encode_png(colorize(values, statistic, z, z_max, lut, ranges), compress_level)
     with output_path(path, scratch_dir) as tmp:
         tmp.write_bytes(data)
     return path
+
+
+LEGEND_VERSION = 2
+"""Bumped when :func:`write_legend` draws differently (the pipeline redraws old legends)."""
 
 
 def write_legend(path: str | Path, statistic: Statistic, z_max: int, dpi: int = 100) -> Path:
@@ -316,7 +471,7 @@ def write_legend(path: str | Path, statistic: Statistic, z_max: int, dpi: int = 
     unit = f" ({statistic.unit})" if statistic.unit else ""
     label = f"per pixel at zoom {z_max}{unit}"
     if statistic.resampling == "sum":
-        label += "; x4 per zoom level out"
+        label += "; pixels add up when zoomed out"  # by how much: the map's legend per zoom
     bar.set_label(label, fontsize=8)
     ax.tick_params(labelsize=8)
     ax.set_title(statistic.description or statistic.name, fontsize=9)

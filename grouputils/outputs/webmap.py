@@ -6,9 +6,11 @@ Leaflet's ``L.CRS.EPSG4326``: EPSG:4326 with 2x1 tiles at zoom 0), a layer
 switcher and the legends. The page tells a newcomer where they are: a scale
 bar, the zoom level shown, the latitude/longitude under the cursor, and a
 graticule (latitude/longitude lines, labelled) while no basemap is shown; the
-legend gives the values the colours stand for *at the zoom shown* (a
-``resampling='sum'`` statistic adds four pixels per zoom level out, see
-:func:`grouputils.core.webtiles.level_range`). An online basemap (from
+legend gives the values the colours stand for *at the zoom shown*: the ranges
+the web tiles were coloured with, read back from ``web_tiles/colour-ranges.json``
+(a ``resampling='sum'`` statistic's range is fitted to each zoom level's data,
+see :mod:`grouputils.core.webtiles`; without that file, the fixed scale of
+:func:`~grouputils.core.webtiles.level_range`). An online basemap (from
 ``xyzservices``) is offered, off when the page opens, so the page works with
 no network; if its tiles fail the graticule comes back and a note says so.
 
@@ -46,7 +48,7 @@ from grouputils.core.errors import ConfigError
 from grouputils.core.extras import missing_extra
 from grouputils.core.layout import Layout
 from grouputils.core.tiles import Tiles, tile_from_path, tile_zxy
-from grouputils.core.webtiles import level_range, palette_lut
+from grouputils.core.webtiles import ZoomRanges, level_range, palette_lut, read_colour_ranges
 
 __all__ = [
     "BASEMAPS",
@@ -138,17 +140,19 @@ def _basemap(config: Config, basemap: bool | xyzservices.TileProvider) -> list[A
     return [provider.build_url(scale_factor=""), text, int(provider.get("max_zoom", 18))]
 
 
-def _scale(statistic: Statistic, z_max: int) -> dict[str, Any]:
+def _scale(statistic: Statistic, z_max: int, ranges: ZoomRanges | None) -> dict[str, Any]:
     """What the page needs to label the statistic's colours at any zoom.
 
     ``ranges[z]`` is :func:`~grouputils.core.webtiles.level_range` at zoom
-    ``z``: the values at the two ends of the palette in the web tiles of that
-    zoom, as the web-tile step coloured them (the page holds no rule of its own).
+    ``z`` with the run's colour ranges (``ranges``, as the web-tile step
+    wrote them; the fixed scale when there are none): the values at the two
+    ends of the palette in the web tiles of that zoom (the page holds no rule
+    of its own).
     """
     lut = palette_lut(statistic)
     stops = [lut[i] for i in range(0, 256, 32)] + [lut[255]]
     return {
-        "ranges": [list(level_range(statistic, z, z_max)) for z in range(z_max + 1)],
+        "ranges": [list(level_range(statistic, z, z_max, ranges)) for z in range(z_max + 1)],
         "sum": statistic.resampling == "sum",
         "colours": ["#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgba[:3])) for rgba in stops],
     }
@@ -160,7 +164,9 @@ def write_map_page(config: Config, basemap: bool | xyzservices.TileProvider = Tr
     Parameters
     ----------
     config : Config
-        The run's settings; its web tiles must exist.
+        The run's settings; its web tiles must exist (and, for the legend,
+        ``web_tiles/colour-ranges.json``, which the pipeline and
+        ``RasterTiler.webtiles_from_geotiffs`` write).
     basemap : bool or xyzservices.TileProvider
         Offer an online basemap laid out in the same tile grid as an overlay
         that is off when the page opens, so the page needs no network. True:
@@ -188,6 +194,7 @@ def write_map_page(config: Config, basemap: bool | xyzservices.TileProvider = Tr
     licence = importlib.resources.files("grouputils") / "assets" / LEAFLET_LICENSE
     write_text_atomic(assets / "LICENSE.txt", licence.read_text("utf-8"))
     crs = LEAFLET_CRS.get(config.tms)
+    used = read_colour_ranges(Layout.of(config).colour_ranges) or {}
     layers = []
     for s in config.statistics:
         folder = f"web_tiles/{quote(s.name, safe='')}"
@@ -199,7 +206,7 @@ def write_map_page(config: Config, basemap: bool | xyzservices.TileProvider = Tr
                 "unit": s.unit,
                 "url": f"{folder}/{quote(config.tms, safe='')}/{{z}}/{{x}}/{{y}}.png",
                 "legend": f"{folder}/legend.png",
-                "scale": _scale(s, config.z),
+                "scale": _scale(s, config.z, used.get(s.name)),
                 "tiles": _available_tiles(tiles, s.name),
             }
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
@@ -23,6 +24,12 @@ from grouputils.core.layout import Layout
 from grouputils.core.rasterize import RasterTiler
 from grouputils.core.staging import TileStager
 from grouputils.core.tiles import Tile, key_tile, tile_key, tile_to_str
+from grouputils.core.webtiles import (
+    LEGEND_VERSION,
+    ColourRanges,
+    read_colour_ranges,
+    write_colour_ranges,
+)
 from grouputils.run.failures import Failure
 from grouputils.run.reports import raster_summary
 from grouputils.run.state import Key, RunState, TileRow
@@ -238,17 +245,68 @@ def _parents(ctx: Context, rep: Any) -> None:
         )
 
 
+def _zoom_maxima(state: RunState, config: Config) -> dict[str, dict[int, float]]:
+    """Each statistic's maximum per zoom over the recorded GeoTIFFs (``info['<name>_max']``).
+
+    One pass over the GeoTIFF rows, skipped when no output row changed since
+    the last web-tile step (the state's generation, :func:`_remember_maxima`):
+    a no-op rerun reads them from the meta table instead.
+    """
+    names = list(config.statistic_names)
+    cached = json.loads(state.get_meta("zoom_maxima") or "null")
+    if (
+        cached is not None
+        and cached["generation"] == state.generation
+        and list(cached["maxima"]) == names
+    ):
+        return {n: {int(z): m for z, m in by_z.items()} for n, by_z in cached["maxima"].items()}
+    maxima = state.info_max_by_zoom("geotiff", [f"{n}_max" for n in names])
+    return {n: maxima[f"{n}_max"] for n in names}
+
+
+def _remember_maxima(state: RunState, maxima: dict[str, dict[int, float]]) -> None:
+    """Keep the maxima for the next run, valid while the generation stays the same."""
+    state.set_meta("zoom_maxima", json.dumps({"generation": state.generation, "maxima": maxima}))
+
+
+def _mark_recoloured(state: RunState, ranges: ColourRanges, config: Config) -> dict[int, str]:
+    """Mark the web tiles of each zoom whose colour ranges changed; each zoom's ranges' hash."""
+    by_zoom = {
+        z: _fingerprint([ranges[s.name][z] for s in config.statistics]) for z in range(config.z + 1)
+    }
+    recorded = json.loads(state.get_meta("colour_ranges") or "{}")
+    changed = [z for z, fp in by_zoom.items() if recorded.get(str(z)) != fp]
+    if changed:
+        with state.transaction():
+            for z in changed:
+                state.mark("web", state.keys("geotiff", z=z))
+            state.set_meta("colour_ranges", json.dumps({str(z): fp for z, fp in by_zoom.items()}))
+    return by_zoom
+
+
 def _web_tiles(ctx: Context, rep: Any) -> None:
-    """5. web tiles (every statistic of every GeoTIFF) and legends."""
+    """5. web tiles (every statistic of every GeoTIFF), legends and the colour ranges used.
+
+    Colours fit each zoom level (:func:`grouputils.core.webtiles.zoom_ranges`,
+    from the band maxima the state recorded for the GeoTIFFs); a web tile's
+    fingerprint holds its zoom's ranges, so when new data changes a level's
+    maximum exactly that level's web tiles are redone.
+    """
     state, config, tiles = ctx.state, ctx.config, ctx.rasterizer.tiles
     style = _fingerprint([dataclasses.asdict(s) for s in config.statistics])
     _mark_settings(state, "style", style, "web", ("geotiff", "web"))
+    maxima = _zoom_maxima(state, config)
+    ranges = ctx.rasterizer.colour_ranges(maxima)
+    zoom_fp = _mark_recoloured(state, ranges, config)
     damaged = set(state.damaged("web", ctx.root))
     with state.transaction():
         state.mark("web", damaged)
 
     def expected(keys: list[Key]) -> dict[Key, str]:
-        return {k: _fingerprint(fp, style) for k, fp in state.fingerprints("geotiff", keys).items()}
+        return {
+            k: _fingerprint(fp, style, zoom_fp[k[0]])
+            for k, fp in state.fingerprints("geotiff", keys).items()
+        }
 
     def remove(key: Key) -> None:
         for s in config.statistic_names:
@@ -259,7 +317,7 @@ def _web_tiles(ctx: Context, rep: Any) -> None:
         kind="web",
         candidates=state.dirty("web"),
         expected=expected,
-        task=functools.partial(webtile_task, ctx.rasterizer),
+        task=functools.partial(webtile_task, ctx.rasterizer, ranges=ranges),
         remove=remove,
         downstream=lambda key: [],
     )
@@ -267,12 +325,16 @@ def _web_tiles(ctx: Context, rep: Any) -> None:
     collect(rep, [tile_to_str(_tile(k)) for k in todo], results)
     rep.total = state.count("web")
     rep.skipped = rep.total - sum(ok for ok, _ in results)
+    layout = Layout.of(config)
+    if read_colour_ranges(layout.colour_ranges) != ranges:  # the map page's legend reads them
+        write_colour_ranges(layout.colour_ranges, ranges, config.z)
     # legends: rewritten only when their look changed (or one is missing)
-    legend_fp = _fingerprint(style, config.z)
-    legends = [Layout.of(config).legend(s.name) for s in config.statistics]
+    legend_fp = _fingerprint(style, config.z, LEGEND_VERSION)
+    legends = [layout.legend(s.name) for s in config.statistics]
     if state.get_meta("legends") != legend_fp or not all(p.exists() for p in legends):
         ctx.rasterizer.write_legends()
         state.set_meta("legends", legend_fp)
+    _remember_maxima(state, maxima)  # only web tile rows changed since they were read
     _publish(ctx)
 
 

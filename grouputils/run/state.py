@@ -303,6 +303,23 @@ class RunState:
         sql = f"SELECT TOTAL(json_extract(info, ?)) FROM tiles {where}"
         return float(self.db.execute(sql, (_json_key(field), *args)).fetchone()[0])
 
+    def info_max_by_zoom(self, kind: str, fields: Sequence[str]) -> dict[str, dict[int, float]]:
+        """Largest ``info[field]`` of the tiles of ``kind`` per zoom, for each field.
+
+        One query over the rows of ``kind``; a zoom where no tile holds the
+        field (or all hold null) is left out of that field's dict.
+        """
+        if not fields:
+            return {}
+        cols = ", ".join(["MAX(json_extract(info, ?))"] * len(fields))
+        sql = f"SELECT z, {cols} FROM tiles WHERE kind=? GROUP BY z"
+        out: dict[str, dict[int, float]] = {f: {} for f in fields}
+        for z, *maxima in self.db.execute(sql, (*(_json_key(f) for f in fields), kind)):
+            for field, m in zip(fields, maxima, strict=True):
+                if m is not None:
+                    out[field][int(z)] = float(m)
+        return out
+
     # ------------------------------------------------------------------- dirty
     def mark(self, kind: str, keys: Iterable[Key]) -> None:
         """Add tiles to look at on the next pass of the ``kind`` step."""

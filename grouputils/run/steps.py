@@ -23,6 +23,7 @@ from typing import Any, NotRequired, TypedDict
 import numpy as np
 
 from grouputils.core.tiles import Tile, key_tile, tile_key
+from grouputils.core.webtiles import ColourRanges
 from grouputils.run.state import Key, RunState, TileRow, file_entry
 
 __all__ = [
@@ -183,10 +184,10 @@ def parent_task(rasterizer: Any, key: Key) -> TileRecord:
     return _raster_record(rasterizer, tile, values, tags, t0)
 
 
-def webtile_task(rasterizer: Any, key: Key) -> TileRecord:
-    """Colour one GeoTIFF into its web tiles; their record."""
+def webtile_task(rasterizer: Any, key: Key, ranges: ColourRanges | None = None) -> TileRecord:
+    """Colour one GeoTIFF into its web tiles (with the run's colour ranges); their record."""
     t0 = time.perf_counter()
-    paths = rasterizer.webtile(rasterizer.tiles.path("geotiff", key_tile(key)))
+    paths = rasterizer.webtile(rasterizer.tiles.path("geotiff", key_tile(key)), ranges)
     root = rasterizer.config.dir_output
     return {
         "files": [file_entry(root, p) for p in paths],

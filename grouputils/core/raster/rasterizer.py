@@ -7,12 +7,15 @@ A tiler turns staged tiles into GeoTIFFs (:mod:`~grouputils.core.raster.statisti
 are: a parent is made from the children it built or read a moment before
 (each GeoTIFF is read at most once per call), and web tiles can be coloured
 from the bands just computed (:meth:`RasterTiler.webtiles_from_bands`).
+Colours fit each zoom level (:meth:`RasterTiler.colour_ranges`, the rule of
+:mod:`grouputils.core.webtiles`) when the colouring methods are handed the
+run's ranges; without them they use the fixed scale.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +27,21 @@ from tqdm.auto import tqdm
 from grouputils.core.atomic import write_text_atomic
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError
+from grouputils.core.layout import Layout
 from grouputils.core.raster.geotiff import read_geotiff, write_geotiff
 from grouputils.core.raster.pyramid import place_children, resample_children
 from grouputils.core.raster.statistics import compute_statistics
 from grouputils.core.raster.summary import geotiff_summary
 from grouputils.core.staging import read_staged_tile
 from grouputils.core.tiles import Tiles, tile_from_path, tile_to_str, unique_tiles
-from grouputils.core.webtiles import palette_lut, write_legend, write_webtile
+from grouputils.core.webtiles import (
+    ColourRanges,
+    palette_lut,
+    write_colour_ranges,
+    write_legend,
+    write_webtile,
+    zoom_ranges,
+)
 
 __all__ = ["RasterTiler", "initialize_rasterizer"]
 
@@ -231,7 +242,9 @@ class RasterTiler:
         progress : bool
             Show a progress bar.
         webtiles : bool
-            Also colour each parent's web tiles from the bands just computed.
+            Also colour each parent's web tiles from the bands just computed,
+            on the fixed scale (the levels' maxima are not known yet; call
+            :meth:`webtiles_from_geotiffs` afterwards for colours fitted to each zoom).
 
         Returns
         -------
@@ -277,13 +290,47 @@ class RasterTiler:
         return [t for z in sorted(wanted, reverse=True) for t in wanted[z]]
 
     # ----------------------------------------------------------- web tiles
-    def webtile(self, path: str | Path) -> list[Path]:
+    def colour_ranges(
+        self, maxima: Mapping[str, Mapping[int, float | None]] | None = None
+    ) -> ColourRanges:
+        """Every statistic's colour range per zoom (:func:`.webtiles.zoom_ranges`).
+
+        Parameters
+        ----------
+        maxima : mapping, optional
+            ``{statistic name: {zoom: maximum of the band over that zoom's
+            GeoTIFFs}}`` (the pipeline reads them from its run state). Default:
+            the maxima in the statistics tags of the GeoTIFFs on disk (no pixel
+            is read).
+
+        Returns
+        -------
+        ColourRanges
+            ``{statistic name: {zoom: (lo, hi)}}`` for zooms ``0 .. config.z``.
+        """
+        if maxima is None:
+            frame = self.summary()
+            maxima = {}
+            for s in self.config.statistics:
+                top = frame.groupby("z")[f"{s.name}_max"].max()
+                maxima[s.name] = dict(
+                    zip(top.index.tolist(), top.astype(float).tolist(), strict=True)
+                )
+        return {
+            s.name: zoom_ranges(s, maxima.get(s.name, {}), self.config.z)
+            for s in self.config.statistics
+        }
+
+    def webtile(self, path: str | Path, ranges: ColourRanges | None = None) -> list[Path]:
         """Colour one GeoTIFF into one PNG web tile per statistic.
 
         Parameters
         ----------
         path : str or Path
             A ``geotiff/<TMS>/<z>/<x>/<y>.tif``.
+        ranges : ColourRanges, optional
+            The run's :meth:`colour_ranges`; default the fixed scale
+            (:func:`.webtiles.level_range` without ranges).
 
         Returns
         -------
@@ -291,9 +338,13 @@ class RasterTiler:
             ``web_tiles/<statistic>/<TMS>/<z>/<x>/<y>.png``, in statistic order.
         """
         path = Path(path)
-        return self.webtiles_from_bands(tile_from_path(path), read_geotiff(path, self.config))
+        return self.webtiles_from_bands(
+            tile_from_path(path), read_geotiff(path, self.config), ranges
+        )
 
-    def webtiles_from_bands(self, tile: Tile, values: np.ndarray) -> list[Path]:
+    def webtiles_from_bands(
+        self, tile: Tile, values: np.ndarray, ranges: ColourRanges | None = None
+    ) -> list[Path]:
         """Colour bands held in memory into one PNG web tile per statistic.
 
         Parameters
@@ -303,6 +354,8 @@ class RasterTiler:
         values : ndarray of float32, shape (n_statistics, size, size)
             Its bands, as :meth:`rasterize_vector_bands` or
             :meth:`parent_geotiff_bands` return them (or :func:`read_geotiff` reads them).
+        ranges : ColourRanges, optional
+            As in :meth:`webtile`.
 
         Returns
         -------
@@ -321,6 +374,7 @@ class RasterTiler:
                     self.config.z,
                     scratch_dir=self.config.scratch_dir,
                     lut=lut,
+                    ranges=None if ranges is None else ranges[stat.name],
                 )
             )
         return out
@@ -335,7 +389,7 @@ class RasterTiler:
     def webtiles_from_geotiffs(
         self, paths: Iterable[str | Path] | None = None, progress: bool = True
     ) -> list[Path]:
-        """Colour GeoTIFFs into PNG web tiles and write the legends.
+        """Colour GeoTIFFs into PNG web tiles, write the legends and the colour ranges.
 
         Parameters
         ----------
@@ -351,15 +405,20 @@ class RasterTiler:
 
         Notes
         -----
-        Colours use each statistic's fixed ``value_range`` (times 4 per level
-        up the pyramid for ``resampling='sum'``), so any subset of tiles can be
-        coloured, in any process, consistently.
+        Colours fit each zoom level: :meth:`colour_ranges` from the statistics
+        tags of *every* GeoTIFF on disk (not only ``paths``), the same ranges
+        the pipeline takes from its run state, so a subset is coloured as the
+        whole would be. They are written to ``web_tiles/colour-ranges.json``
+        for the map page. Build the whole pyramid first: a zoom level whose
+        GeoTIFFs are added later changes that level's range.
         """
         paths = list(self.tiles.get_filenames_from_dir("geotiff") if paths is None else paths)
+        ranges = self.colour_ranges()
+        write_colour_ranges(Layout.of(self.config).colour_ranges, ranges, self.config.z)
         self.write_legends()
         out: list[Path] = []
         for p in tqdm(paths, desc="web tiles", unit="tile", disable=not progress):
-            out.extend(self.webtile(p))
+            out.extend(self.webtile(p, ranges))
         return out
 
     # -------------------------------------------------------------- summary
