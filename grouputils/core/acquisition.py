@@ -29,6 +29,7 @@ __all__ = [
     "DATE_ATTRIBUTE",
     "TIME_ATTRIBUTE",
     "FILENAME_ATTRIBUTE",
+    "SPAN_COLUMNS",
     "Span",
     "parse_acquisition",
     "table_span",

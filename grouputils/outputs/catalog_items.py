@@ -129,11 +129,12 @@ def band_record(name: str, tags: Mapping[str, str]) -> BandRecord:
 
 
 def _grid_of(src: Any) -> Grid:
+    west, south, east, north = (float(v) for v in src.bounds)
     return Grid(
         crs=src.crs,
         shape=(src.height, src.width),
         transform=tuple(float(v) for v in tuple(src.transform)[:6]),
-        bounds=tuple(float(v) for v in src.bounds),
+        bounds=(west, south, east, north),
     )
 
 
