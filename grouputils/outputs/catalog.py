@@ -40,6 +40,12 @@ Design
   the tile shows is the ground as of then); a parent tile spans its children.
   Two identical runs write byte-identical catalogues. Pass ``datetime=`` to
   use one nominal time instead (required when nothing carries a date).
+* **From the run's records or from disk**, the same bytes: the pipeline
+  hands ``write_stac_catalog`` one :class:`ItemRecord` per tile (kind, band
+  statistics, acquisition span, from its run state:
+  :mod:`grouputils.run.records`) and no GeoTIFF or staged tile is opened;
+  without records each GeoTIFF is opened for its tags and grid and the
+  staged tiles for their dates (:mod:`grouputils.outputs.catalog_items`).
 * **Written atomically**: the catalogue is built in a temporary sibling
   folder and swapped in by two renames, so readers never see a half-written
   catalogue, and rewriting it after a rerun replaces it entirely.
