@@ -81,6 +81,7 @@ from grouputils.core.tiles import Tiles, tile_from_path, tile_order
 from grouputils.outputs.acquisition import DATE_ATTRIBUTE, Span, acquisition_spans
 from grouputils.outputs.catalog_items import (
     BandRecord,
+    Footprints,
     Grid,
     ItemRecord,
     item_id,
@@ -263,11 +264,12 @@ def write_stac_catalog(
             "NaN where there is no data. One collection per zoom level, one item per tile."
         ),
     )
+    footprints = Footprints(tiles)
     bar = tqdm(total=len(described), desc="STAC items", unit="item", disable=not progress)
     for z in sorted(by_zoom, reverse=True):
         items = []
         for rec, grid, span in by_zoom[z]:
-            items.append(make_item(config, tiles, rec, span, grid, include_web_tiles))
+            items.append(make_item(config, footprints, rec, span, grid, include_web_tiles))
             bar.update()
         boxes = np.array([it.bbox for it in items])
         first = min(span[0] for _, _, span in by_zoom[z])

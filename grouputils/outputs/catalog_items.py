@@ -45,6 +45,7 @@ __all__ = [
     "BandRecord",
     "ItemRecord",
     "Grid",
+    "Footprints",
     "item_id",
     "read_item_record",
     "tms_grid",
@@ -205,42 +206,60 @@ def tms_grid(tiles: Tiles, tile: Tile, crs: CRS) -> Grid:
     )
 
 
-def _footprint(tiles: Tiles, tile: Tile) -> tuple[list[float], dict[str, Any]]:
-    """Bounding box and GeoJSON polygon of a tile in longitude/latitude (WGS 84)."""
-    left, bottom, right, top = (float(v) for v in tiles.bounds(tile))
-    crs = pyproj.CRS.from_wkt(tiles.tms.crs.to_wkt())
-    lonlat = pyproj.CRS.from_epsg(4326)
-    if (
-        crs.is_geographic
-        and crs.ellipsoid == lonlat.ellipsoid
-        and all(a.unit_name == "degree" for a in crs.axis_info)
-    ):
+class Footprints:
+    """Bounding box and GeoJSON polygon of tiles in longitude/latitude (WGS 84).
+
+    The CRS comparison and the transformer are made once, for every tile of
+    the tile matrix set (they were a seventh of an item's time).
+
+    Parameters
+    ----------
+    tiles : Tiles
+        The run's tile matrix set.
+    """
+
+    def __init__(self, tiles: Tiles) -> None:
+        self.tiles = tiles
+        crs = pyproj.CRS.from_wkt(tiles.tms.crs.to_wkt())
+        lonlat = pyproj.CRS.from_epsg(4326)
         # CRS84 and EPSG:4326 coordinates are the same numbers in (lon, lat) order
-        poly = shapely.box(left, bottom, right, top)
-    else:
-        n = 16
-        t = np.linspace(0.0, 1.0, n, endpoint=False)
-        xs = np.concatenate(
-            [
-                left + (right - left) * t,
-                np.full(n, right),
-                right - (right - left) * t,
-                np.full(n, left),
-            ]
+        self.is_lonlat = (
+            crs.is_geographic
+            and crs.ellipsoid == lonlat.ellipsoid
+            and all(a.unit_name == "degree" for a in crs.axis_info)
         )
-        ys = np.concatenate(
-            [
-                np.full(n, bottom),
-                bottom + (top - bottom) * t,
-                np.full(n, top),
-                top - (top - bottom) * t,
-            ]
+        self.transformer = (
+            None if self.is_lonlat else pyproj.Transformer.from_crs(crs, lonlat, always_xy=True)
         )
-        tr = pyproj.Transformer.from_crs(crs, lonlat, always_xy=True)
-        lon, lat = tr.transform(xs, ys)
-        poly = shapely.Polygon(np.column_stack([lon, lat]))
-    poly = shapely.geometry.polygon.orient(poly, 1.0)  # GeoJSON right-hand rule
-    return [float(v) for v in poly.bounds], shapely.geometry.mapping(poly)
+
+    def __call__(self, tile: Tile) -> tuple[list[float], dict[str, Any]]:
+        """``(bbox, geometry)`` of ``tile``; a projected tile's outline is densified."""
+        left, bottom, right, top = (float(v) for v in self.tiles.bounds(tile))
+        if self.transformer is None:
+            poly = shapely.box(left, bottom, right, top)
+        else:
+            n = 16
+            t = np.linspace(0.0, 1.0, n, endpoint=False)
+            xs = np.concatenate(
+                [
+                    left + (right - left) * t,
+                    np.full(n, right),
+                    right - (right - left) * t,
+                    np.full(n, left),
+                ]
+            )
+            ys = np.concatenate(
+                [
+                    np.full(n, bottom),
+                    bottom + (top - bottom) * t,
+                    np.full(n, top),
+                    top - (top - bottom) * t,
+                ]
+            )
+            lon, lat = self.transformer.transform(xs, ys)
+            poly = shapely.Polygon(np.column_stack([lon, lat]))
+        poly = shapely.geometry.polygon.orient(poly, 1.0)  # GeoJSON right-hand rule
+        return [float(v) for v in poly.bounds], shapely.geometry.mapping(poly)
 
 
 def _band_metadata(config: Config, bands: tuple[BandRecord, ...]) -> list[dict[str, Any]]:
@@ -275,7 +294,7 @@ def _crs_code(crs: CRS | None) -> str | None:
 
 def make_item(
     config: Config,
-    tiles: Tiles,
+    footprints: Footprints,
     record: ItemRecord,
     span: Span,
     grid: Grid,
@@ -287,8 +306,8 @@ def make_item(
     ----------
     config : Config
         The run's config.
-    tiles : Tiles
-        ``Tiles(config)``.
+    footprints : Footprints
+        ``Footprints(Tiles(config))``.
     record : ItemRecord
         The tile's kind and bands.
     span : tuple of datetime.datetime
@@ -302,8 +321,8 @@ def make_item(
     -------
     pystac.Item
     """
-    tile = record.tile
-    bbox, geometry = _footprint(tiles, tile)
+    tile, tiles = record.tile, footprints.tiles
+    bbox, geometry = footprints(tile)
     first, last = span
     item = pystac.Item(
         id=item_id(config.tms, tile),
