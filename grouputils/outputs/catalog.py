@@ -127,8 +127,9 @@ def _described(
 ) -> list[tuple[ItemRecord, Grid]]:
     """Records and grids of the GeoTIFFs on disk (each opened once), dated from the staged tiles."""
     spans: Mapping[Tile, Span] = {}
-    if when is None:
+    if when is None:  # checked before any GeoTIFF is opened
         spans = acquisition_spans(tiles, [tile_from_path(p) for p in paths])
+        _check_dated(tiles, [t for t in map(tile_from_path, paths) if t not in spans])
     out = []
     for p in paths:
         record, grid = read_item_record(config, p, spans.get(tile_from_path(p)))
@@ -161,7 +162,11 @@ def _spans(
 ) -> list[Span]:
     if when is not None:
         return [(when, when) for _ in described]
-    undated = [rec.tile for rec, _ in described if rec.span is None]
+    _check_dated(tiles, [rec.tile for rec, _ in described if rec.span is None])
+    return [rec.span for rec, _ in described if rec.span is not None]
+
+
+def _check_dated(tiles: Tiles, undated: list[Tile]) -> None:
     if undated:
         raise UndatedError(
             tiles.path("geotiff", undated[0]),
@@ -170,7 +175,6 @@ def _spans(
             "no YYYYMMDD date (or the staged tiles are gone); pass datetime= to "
             "write_stac_catalog for one nominal time",
         )
-    return [rec.span for rec, _ in described if rec.span is not None]
 
 
 def write_stac_catalog(
