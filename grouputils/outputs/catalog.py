@@ -40,6 +40,12 @@ Design
   the tile shows is the ground as of then); a parent tile spans its children.
   Two identical runs write byte-identical catalogues. Pass ``datetime=`` to
   use one nominal time instead (required when nothing carries a date).
+* **From the run's records or from disk**, the same bytes: the pipeline
+  hands ``write_stac_catalog`` one :class:`ItemRecord` per tile (kind, band
+  statistics, acquisition span, from its run state:
+  :mod:`grouputils.run.records`) and no GeoTIFF or staged tile is opened;
+  without records each GeoTIFF is opened for its tags and grid and the
+  staged tiles for their dates (:mod:`grouputils.outputs.catalog_items`).
 * **Written atomically**: the catalogue is built in a temporary sibling
   folder and swapped in by two renames, so readers never see a half-written
   catalogue, and rewriting it after a rerun replaces it entirely.
@@ -54,35 +60,43 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyproj
 import pystac
-import rasterio
-import shapely
 from morecantile import Tile
 from pystac.extensions.projection import ProjectionExtension
 from pystac.serialization import identify_stac_object
 from pystac.utils import make_absolute_href
-from rasterio.errors import RasterioIOError
 from tqdm.auto import tqdm
 
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError, OutputError
 from grouputils.core.layout import Layout
-from grouputils.core.raster.tags import KIND_TAG, RULE_TAGS, read_band_statistics
+from grouputils.core.raster.geotiff import geotiff_crs
 from grouputils.core.swap import replace_folder
-from grouputils.core.tiles import Tiles, tile_from_path, tile_id, tile_to_str
+from grouputils.core.tiles import Tiles, tile_from_path, tile_order
 from grouputils.outputs.acquisition import DATE_ATTRIBUTE, Span, acquisition_spans
+from grouputils.outputs.catalog_items import (
+    BandRecord,
+    Footprints,
+    Grid,
+    ItemRecord,
+    item_id,
+    make_item,
+    read_item_record,
+    tms_grid,
+)
 
 if TYPE_CHECKING:  # pystac.validation imports jsonschema and its format checkers: seconds
     from pystac.validation import JsonSchemaSTACValidator
 
 __all__ = [
     "STAC_DIR",
+    "BandRecord",
+    "ItemRecord",
     "UndatedError",
     "catalog_path",
     "item_id",
@@ -103,173 +117,64 @@ class UndatedError(InputError):
     """A tile's polygons carry no acquisition date, so its STAC item has no time."""
 
 
-_STATS = ("minimum", "maximum", "mean", "stddev", "valid_percent")
-
-
 def catalog_path(config: Config) -> Path:
     """Path of the root ``catalog.json`` of ``config``'s run."""
     return Layout.of(config).catalog
 
 
-def item_id(tms: str, tile: Tile) -> str:
-    """STAC item id of a tile, e.g. ``'WorldCRS84Quad-13-1401-907'``."""
-    return tile_id(tms, tile)
-
-
-def _footprint(tiles: Tiles, tile: Tile) -> tuple[list[float], dict[str, Any]]:
-    """Bounding box and GeoJSON polygon of a tile in longitude/latitude (WGS 84)."""
-    left, bottom, right, top = (float(v) for v in tiles.bounds(tile))
-    crs = pyproj.CRS.from_wkt(tiles.tms.crs.to_wkt())
-    lonlat = pyproj.CRS.from_epsg(4326)
-    if (
-        crs.is_geographic
-        and crs.ellipsoid == lonlat.ellipsoid
-        and all(a.unit_name == "degree" for a in crs.axis_info)
-    ):
-        # CRS84 and EPSG:4326 coordinates are the same numbers in (lon, lat) order
-        poly = shapely.box(left, bottom, right, top)
-    else:
-        n = 16
-        t = np.linspace(0.0, 1.0, n, endpoint=False)
-        xs = np.concatenate(
-            [
-                left + (right - left) * t,
-                np.full(n, right),
-                right - (right - left) * t,
-                np.full(n, left),
-            ]
-        )
-        ys = np.concatenate(
-            [
-                np.full(n, bottom),
-                bottom + (top - bottom) * t,
-                np.full(n, top),
-                top - (top - bottom) * t,
-            ]
-        )
-        tr = pyproj.Transformer.from_crs(crs, lonlat, always_xy=True)
-        lon, lat = tr.transform(xs, ys)
-        poly = shapely.Polygon(np.column_stack([lon, lat]))
-    poly = shapely.geometry.polygon.orient(poly, 1.0)  # GeoJSON right-hand rule
-    return [float(v) for v in poly.bounds], shapely.geometry.mapping(poly)
-
-
-def _band_metadata(
-    config: Config, names: Iterable[str], band_tags: list[dict[str, str]]
-) -> list[dict[str, Any]]:
+def _described(
+    config: Config, tiles: Tiles, paths: list[Path], when: dt.datetime | None
+) -> list[tuple[ItemRecord, Grid]]:
+    """Records and grids of the GeoTIFFs on disk (each opened once), dated from the staged tiles."""
+    spans: Mapping[Tile, Span] = {}
+    if when is None:  # checked before any GeoTIFF is opened
+        spans = acquisition_spans(tiles, [tile_from_path(p) for p in paths])
+        _check_dated(tiles, [t for t in map(tile_from_path, paths) if t not in spans])
     out = []
-    known = {s.name: s for s in config.statistics}
-    for name, tags in zip(names, band_tags, strict=True):
-        band: dict[str, Any] = {"name": name, "data_type": "float32", "nodata": "nan"}
-        stat = known.get(name)
-        if stat is not None and stat.description:
-            band["description"] = stat.description
-        unit = (stat.unit if stat is not None else "") or tags.get("UNIT", "")
-        if unit:
-            band["unit"] = unit
-        read = read_band_statistics(tags)
-        stats = {k: read[k] for k in _STATS if k in read and np.isfinite(read[k])}
-        if stats:
-            band["statistics"] = stats
-        if "sum" in read:
-            band["grouputils:sum"] = read["sum"]
-        for field, tag in RULE_TAGS.items():
-            if tag in tags:
-                band[f"grouputils:{field}"] = tags[tag]
-        out.append(band)
+    for p in paths:
+        record, grid = read_item_record(config, p, spans.get(tile_from_path(p)))
+        out.append((record, grid))
     return out
 
 
-def _item(
-    config: Config, tiles: Tiles, path: Path, span: Span, include_web_tiles: bool
-) -> pystac.Item:
-    tile = tile_from_path(path)
-    try:
-        with rasterio.open(path) as src:
-            names = tuple(src.descriptions)
-            band_tags = [src.tags(b) for b in range(1, src.count + 1)]
-            tags = src.tags()
-            shape = [src.height, src.width]
-            grid = src.crs, src.transform, src.bounds
-    except RasterioIOError as e:
-        raise InputError(path, f"not a readable GeoTIFF ({e})") from None
-    if names != config.statistic_names:
-        raise InputError(
-            path,
-            f"bands are {list(names)} but the config's statistics are "
-            f"{list(config.statistic_names)}",
-        )
-    bbox, geometry = _footprint(tiles, tile)
-    first, last = span
-    item = pystac.Item(
-        id=item_id(config.tms, tile),
-        geometry=geometry,
-        bbox=bbox,
-        datetime=last,  # several scenes: the latest (the tile shows the ground as of then)
-        start_datetime=None if first == last else first,
-        end_datetime=None if first == last else last,
-        properties={
-            "title": f"{tile_to_str(tile)} of {config.tms}",
-            "grouputils:tms": config.tms,
-            "grouputils:tile": [tile.z, tile.x, tile.y],
-            "grouputils:kind": tags.get(KIND_TAG, "unknown"),
-        },
-    )
-    crs, transform, bounds = grid
-    proj = ProjectionExtension.ext(item, add_if_missing=True)
-    proj.apply(
-        code=_crs_code(crs),
-        wkt2=None if _crs_code(crs) else crs.to_wkt(),
-        shape=shape,
-        transform=[float(v) for v in tuple(transform)[:6]],
-        bbox=[float(v) for v in bounds],
-    )
-    item.add_asset(
-        "data",
-        pystac.Asset(
-            href=str(path.resolve()),
-            title="GeoTIFF, one float32 band per statistic (NaN = no data)",
-            media_type=pystac.MediaType.GEOTIFF,  # a COG: rio cogeo validate passes
-            roles=["data"],
-            extra_fields={"bands": _band_metadata(config, names, band_tags)},
-        ),
-    )
-    if include_web_tiles:
-        for stat in config.statistics:
-            png = tiles.path("web_tiles", tile, statistic=stat.name)
-            if png.is_file():
-                item.add_asset(
-                    f"{stat.name}_png",
-                    pystac.Asset(
-                        href=str(png.resolve()),
-                        title=f"Web tile of {stat.name} (coloured PNG)",
-                        media_type=pystac.MediaType.PNG,
-                        roles=["visual"],
-                    ),
-                )
-    return item
+def _from_records(
+    config: Config, tiles: Tiles, records: Iterable[ItemRecord], zooms: set[int] | None
+) -> list[tuple[ItemRecord, Grid]]:
+    """Records in z, x, y order with the grids the tile matrix set gives (no file opened)."""
+    crs = geotiff_crs(tiles)
+    out = []
+    for rec in sorted(records, key=lambda r: tile_order(r.tile)):
+        if zooms is not None and rec.tile.z not in zooms:
+            continue
+        names = tuple(b.name for b in rec.bands)
+        if names != config.statistic_names:
+            raise InputError(
+                tiles.path("geotiff", rec.tile),
+                f"its record's bands are {list(names)} but the config's statistics are "
+                f"{list(config.statistic_names)}",
+            )
+        out.append((rec, tms_grid(tiles, rec.tile, crs)))
+    return out
 
 
-def _crs_code(crs: Any) -> str | None:
-    """``'EPSG:4326'``-style code of a rasterio CRS, or None when it has none."""
-    found = crs.to_authority() if crs is not None else None
-    return f"{found[0]}:{found[1]}" if found else None
-
-
-def _spans(tiles: Tiles, paths: list[Path], when: dt.datetime | None) -> dict[Path, Span]:
+def _spans(
+    tiles: Tiles, described: list[tuple[ItemRecord, Grid]], when: dt.datetime | None
+) -> list[Span]:
     if when is not None:
-        return {p: (when, when) for p in paths}
-    found = acquisition_spans(tiles, [tile_from_path(p) for p in paths])
-    undated = [p for p in paths if tile_from_path(p) not in found]
+        return [(when, when) for _ in described]
+    _check_dated(tiles, [rec.tile for rec, _ in described if rec.span is None])
+    return [rec.span for rec, _ in described if rec.span is not None]
+
+
+def _check_dated(tiles: Tiles, undated: list[Tile]) -> None:
     if undated:
         raise UndatedError(
-            undated[0],
+            tiles.path("geotiff", undated[0]),
             f"{len(undated)} GeoTIFF tile(s) have no acquisition date: their staged polygons "
             f"have no {DATE_ATTRIBUTE!r} attribute (YYYYMMDD) and their input file names carry "
             "no YYYYMMDD date (or the staged tiles are gone); pass datetime= to "
             "write_stac_catalog for one nominal time",
         )
-    return {p: found[tile_from_path(p)] for p in paths}
 
 
 def write_stac_catalog(
@@ -280,14 +185,15 @@ def write_stac_catalog(
     datetime: dt.datetime | None = None,
     license: str = "other",
     progress: bool = False,
+    records: Iterable[ItemRecord] | None = None,
 ) -> Path:
     """Write (or rewrite) the STAC catalogue of the run's GeoTIFFs.
 
     Parameters
     ----------
     config : Config
-        The run's config; its GeoTIFFs ``geotiff/<TMS>/<z>/<x>/<y>.tif`` are
-        described as they are on disk.
+        The run's config; without ``records`` its GeoTIFFs
+        ``geotiff/<TMS>/<z>/<x>/<y>.tif`` are described as they are on disk.
     zooms : iterable of int, optional
         Zoom levels to catalogue; default every level on disk.
     include_web_tiles : bool
@@ -301,6 +207,13 @@ def write_stac_catalog(
         SPDX license id of the collections, or ``'other'``.
     progress : bool
         Show a progress bar.
+    records : iterable of ItemRecord, optional
+        One record per GeoTIFF to catalogue (what the run recorded of each
+        tile: kind, band statistics, acquisition span); then no GeoTIFF and
+        no staged tile is opened, and each grid follows from the tile matrix
+        set and ``config.tile_size`` as the GeoTIFF writer lays it out. For
+        the same outputs the catalogue is byte-identical to the one read
+        from disk.
 
     Returns
     -------
@@ -310,8 +223,8 @@ def write_stac_catalog(
     Raises
     ------
     InputError
-        No GeoTIFFs, or a GeoTIFF that cannot be read or whose bands are not
-        the config's statistics.
+        No GeoTIFFs (or records), or a GeoTIFF that cannot be read or whose
+        bands (or record's bands) are not the config's statistics.
     UndatedError
         No ``datetime`` given and a tile's polygons carry no acquisition date.
     OutputError
@@ -327,19 +240,23 @@ def write_stac_catalog(
     tiles = Tiles(config)
     if datetime is not None and datetime.tzinfo is None:
         datetime = datetime.replace(tzinfo=dt.UTC)
-    paths = tiles.get_filenames_from_dir("geotiff")
-    if zooms is not None:
-        wanted = {int(z) for z in zooms}
-        paths = [p for p in paths if tile_from_path(p).z in wanted]
-    if not paths:
+    wanted = None if zooms is None else {int(z) for z in zooms}
+    if records is not None:
+        described = _from_records(config, tiles, records, wanted)
+    else:
+        paths = tiles.get_filenames_from_dir("geotiff")
+        if wanted is not None:
+            paths = [p for p in paths if tile_from_path(p).z in wanted]
+        described = _described(config, tiles, paths, datetime) if paths else []
+    if not described:
         raise InputError(
             Layout.of(config).tile_root("geotiff"),
             "holds no GeoTIFFs to catalogue; run the pipeline first",
         )
-    spans = _spans(tiles, paths, datetime)
-    by_zoom: dict[int, list[Path]] = {}
-    for p in paths:
-        by_zoom.setdefault(tile_from_path(p).z, []).append(p)
+    spans = _spans(tiles, described, datetime)
+    by_zoom: dict[int, list[tuple[ItemRecord, Grid, Span]]] = {}
+    for (rec, grid), span in zip(described, spans, strict=True):
+        by_zoom.setdefault(rec.tile.z, []).append((rec, grid, span))
 
     names = ", ".join(config.statistic_names)
     root = pystac.Catalog(
@@ -351,15 +268,16 @@ def write_stac_catalog(
             "NaN where there is no data. One collection per zoom level, one item per tile."
         ),
     )
-    bar = tqdm(total=len(paths), desc="STAC items", unit="item", disable=not progress)
+    footprints = Footprints(tiles)
+    bar = tqdm(total=len(described), desc="STAC items", unit="item", disable=not progress)
     for z in sorted(by_zoom, reverse=True):
         items = []
-        for p in by_zoom[z]:
-            items.append(_item(config, tiles, p, spans[p], include_web_tiles))
+        for rec, grid, span in by_zoom[z]:
+            items.append(make_item(config, footprints, rec, span, grid, include_web_tiles))
             bar.update()
         boxes = np.array([it.bbox for it in items])
-        first = min(spans[p][0] for p in by_zoom[z])
-        last = max(spans[p][1] for p in by_zoom[z])
+        first = min(span[0] for _, _, span in by_zoom[z])
+        last = max(span[1] for _, _, span in by_zoom[z])
         collection = pystac.Collection(
             id=f"{config.tms}-z{z}",
             title=f"Zoom level {z}",

@@ -339,9 +339,16 @@ def _web_tiles(ctx: Context, rep: Any) -> None:
 
 
 def _publish(ctx: Context) -> None:
-    """Raster summary, STAC catalogue and map page, from the state, when an output changed since."""
+    """Raster summary, STAC catalogue and map page, from the state, when an output changed since.
+
+    The catalogue is written from the records in the state
+    (:func:`grouputils.run.records.catalog_records`): no GeoTIFF or staged
+    tile is opened, except those a state of an earlier version (or a failed
+    tile) has no complete record of.
+    """
     from grouputils.outputs.catalog import UndatedError, catalog_path, write_stac_catalog
     from grouputils.outputs.webmap import write_map_page
+    from grouputils.run.records import catalog_records
 
     state, config = ctx.state, ctx.config
     generation = str(state.generation)
@@ -357,14 +364,15 @@ def _publish(ctx: Context) -> None:
     )
     if has_tiles:
         try:
-            write_stac_catalog(config)
+            write_stac_catalog(config, records=catalog_records(state, config))
         except UndatedError as e:  # no acquisition dates in the inputs: no catalogue
             log.warning("STAC catalogue not written: %s", e)
             shutil.rmtree(config.dir_output / "stac", ignore_errors=True)
     else:
         shutil.rmtree(layout.stac, ignore_errors=True)
     write_map_page(config)
-    state.set_meta("published", generation)
+    # records completed from disk (an older state) bump the generation: publish as of now
+    state.set_meta("published", str(state.generation))
 
 
 #: Fields of a Statistic that shape the GeoTIFFs (palette, value_range and

@@ -22,11 +22,16 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
+from grouputils.core.acquisition import SPAN_COLUMNS, span_to_json, table_span
+from grouputils.core.raster.tags import SUMMARY_BAND_FIELDS, band_tags, read_band_statistics
+from grouputils.core.statistic import Statistic
 from grouputils.core.tiles import Tile, key_tile, tile_key
 from grouputils.core.webtiles import ColourRanges
 from grouputils.run.state import Key, RunState, TileRow, file_entry
 
 __all__ = [
+    "ACQUIRED",
+    "BAND_INFO_FIELDS",
     "Removed",
     "TileRecord",
     "TileStep",
@@ -78,15 +83,32 @@ def parent_fingerprints(
     return out
 
 
+#: A GeoTIFF row's band statistics in ``info``: ``<statistic>_<suffix>`` -> the
+#: :func:`~grouputils.core.raster.tags.read_band_statistics` key it holds.
+BAND_INFO_FIELDS: dict[str, str] = {
+    **SUMMARY_BAND_FIELDS,
+    "stddev": "stddev",
+    "valid_percent": "valid_percent",
+}
+
+#: A staged row's acquisition span in ``info``
+#: (:func:`grouputils.core.acquisition.span_to_json`; absent in states made before it).
+ACQUIRED = "acquired"
+
+
 # ------------------------------------------------------------------ worker tasks
-def _band_info(values: np.ndarray, names: Sequence[str]) -> dict[str, float | None]:
-    """``<name>_min/_max/_mean/_sum`` over data pixels, as the GeoTIFF's band tags hold them."""
+def _band_info(values: np.ndarray, statistics: Sequence[Statistic]) -> dict[str, float | None]:
+    """``<name>_min/_max/_mean/_sum/_stddev/_valid_percent``: what the GeoTIFF's band tags hold.
+
+    Read back from :func:`~grouputils.core.raster.tags.band_tags`, the function
+    the writer tags each band with, so each value is the tag's exactly (None
+    where an empty band has no tag).
+    """
     out: dict[str, float | None] = {}
-    for name, band in zip(names, values, strict=True):
-        ok = ~np.isnan(band)
-        v = band[ok].astype("f8")
-        for short, f in (("min", np.min), ("max", np.max), ("mean", np.mean), ("sum", np.sum)):
-            out[f"{name}_{short}"] = float(f(v)) if v.size else None
+    for stat, band in zip(statistics, values, strict=True):
+        read = read_band_statistics(band_tags(band, stat))
+        for suffix, key in BAND_INFO_FIELDS.items():
+            out[f"{stat.name}_{suffix}"] = read.get(key)
     return out
 
 
@@ -96,7 +118,7 @@ def _raster_record(
     from grouputils.core.rasterize import pixel_areas_m2
 
     config = rasterizer.config
-    info: dict[str, Any] = dict(tags, **_band_info(values, config.statistic_names))
+    info: dict[str, Any] = dict(tags, **_band_info(values, config.statistics))
     band = next((i for i, s in enumerate(config.statistics) if s.weight_by == "coverage"), None)
     if band is not None and tile.z == config.z:
         info["covered_m2"] = float(
@@ -120,6 +142,7 @@ def finalize_task(stager: Any, key: Key) -> TileRecord | Removed:
         "rows": res["rows"],
         "duplicates": res["duplicates"],
         "duplicates_within": res["duplicates_within"],
+        ACQUIRED: span_to_json(res["span"]),
     }
     return {
         "fingerprint": res["fingerprint"],
@@ -144,21 +167,21 @@ def adopt_staged(stager: Any, key: Key, fingerprint: str) -> TileRecord | None:
     path = stager.tiles.path("staged", key_tile(key))
     if staged_fingerprint(path) != fingerprint:
         return None
-    try:
-        df = pyogrio.read_dataframe(
-            path,
-            layer=STAGED_LAYER,
-            columns=["staging_duplicated", "staging_centroid_within_tile"],
-            read_geometry=False,
+    flags = ["staging_duplicated", "staging_centroid_within_tile"]
+    try:  # one read: the flags and the acquisition columns (pyogrio leaves out absent ones)
+        _, table = pyogrio.read_arrow(
+            path, layer=STAGED_LAYER, columns=[*flags, *SPAN_COLUMNS], read_geometry=False
         )
-    except Exception:  # unreadable: finalize it again
+        dup, within = (
+            np.asarray(table.column(c).to_numpy(zero_copy_only=False), dtype=bool) for c in flags
+        )
+    except Exception:  # unreadable (or without the staging flags): finalize it again
         return None
-    dup = df["staging_duplicated"].to_numpy(bool)
-    within = df["staging_centroid_within_tile"].to_numpy(bool)
     info = {
-        "rows": len(df),
+        "rows": table.num_rows,
         "duplicates": int(dup.sum()),
         "duplicates_within": int(duplicates_within(within, dup).sum()),
+        ACQUIRED: span_to_json(table_span(table)),
     }
     return {
         "fingerprint": fingerprint,

@@ -10,8 +10,11 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from affine import Affine
 from morecantile import Tile
+from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
+from rasterio.io import MemoryFile
 from rasterio.transform import from_bounds
 
 from grouputils.core.config import Config
@@ -20,16 +23,45 @@ from grouputils.core.raster.tags import band_tags, dataset_tags
 from grouputils.core.scratch import output_path
 from grouputils.core.tiles import Tiles, tile_to_str
 
-__all__ = ["NODATA", "write_geotiff", "read_geotiff"]
+__all__ = ["NODATA", "write_geotiff", "read_geotiff", "tile_transform", "geotiff_crs"]
 
 NODATA: float = float("nan")
 """Nodata value of every band: NaN (float32)."""
 
 
+def tile_transform(tile: Tile, tiles: Tiles) -> Affine:
+    """Geotransform of a tile's GeoTIFF: its TMS bounds over ``tile_size`` pixels each way."""
+    size = tiles.config.tile_size
+    left, bottom, right, top = tiles.bounds(tile)
+    return from_bounds(left, bottom, right, top, size, size)
+
+
+def geotiff_crs(tiles: Tiles) -> CRS:
+    """The CRS a tile GeoTIFF of this tile matrix set reads back with, no tile opened.
+
+    GeoTIFF keys cannot name every CRS as the tile matrix set does (its
+    ``OGC:CRS84`` reads back as ``EPSG:4326``), so GDAL's own encoding is asked:
+    a one-pixel GeoTIFF with the TMS's CRS is written to memory and read back.
+    """
+    with MemoryFile() as mem:
+        with mem.open(
+            driver="GTiff",
+            width=1,
+            height=1,
+            count=1,
+            dtype="uint8",
+            crs=tiles.tms.rasterio_crs,
+            transform=Affine(1.0, 0.0, 0.0, 0.0, -1.0, 1.0),
+        ) as dst:
+            dst.write(np.zeros((1, 1, 1), dtype="u1"))
+        with mem.open() as src:
+            crs: CRS = src.crs
+    return crs
+
+
 def _profile(tile: Tile, tiles: Tiles, count: int) -> dict[str, Any]:
     """rasterio creation options of one tile's COG."""
     size = tiles.config.tile_size
-    left, bottom, right, top = tiles.bounds(tile)
     # Internal tiles of 128 px (any multiple of 16 below the size): readers see a
     # tiled TIFF; one 256 px block would be tiled too but reported as strips.
     block = next((b for b in (128, 64, 32, 16) if b < size and size % b == 0), None)
@@ -43,7 +75,7 @@ def _profile(tile: Tile, tiles: Tiles, count: int) -> dict[str, Any]:
         count=count,
         dtype="float32",
         crs=tiles.tms.rasterio_crs,
-        transform=from_bounds(left, bottom, right, top, size, size),
+        transform=tile_transform(tile, tiles),
         nodata=NODATA,
         compress="deflate",
         level=1,

@@ -35,6 +35,7 @@ __all__ = [
     "BAND_STATISTICS",
     "RULE_TAGS",
     "summary_tag",
+    "statistic_rules",
     "dataset_tags",
     "band_tags",
     "read_summary",
@@ -91,6 +92,11 @@ def summary_tag(field: str) -> str:
     return f"{TAG_PREFIX}{field.upper()}"
 
 
+def statistic_rules(statistic: Statistic) -> dict[str, str]:
+    """A statistic's rules by field (``weight_by`` ...), as its band's rule tags hold them."""
+    return {f: str(getattr(statistic, f)) for f in RULE_TAGS}
+
+
 def dataset_tags(tile_str: str, tms: str, summary: Mapping[str, Any] | None) -> dict[str, Any]:
     """The dataset tags of one tile: its name, its TMS and its summary fields."""
     tags: dict[str, Any] = {TILE_TAG: tile_str, TMS_TAG: tms}
@@ -116,7 +122,7 @@ def band_tags(band: np.ndarray, statistic: Statistic) -> dict[str, str]:
         back exactly); the valid percentage always.
     """
     ok = ~np.isnan(band)
-    tags: dict[str, str] = {RULE_TAGS[f]: str(getattr(statistic, f)) for f in RULE_TAGS}
+    tags: dict[str, str] = {RULE_TAGS[f]: v for f, v in statistic_rules(statistic).items()}
     tags[BAND_STATISTICS["valid_percent"]] = f"{100.0 * ok.mean():.6g}"
     if statistic.unit:
         tags[UNIT_TAG] = statistic.unit

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
+from grouputils.core.acquisition import table_span
 from grouputils.core.dedup import duplicate_flags
 from grouputils.core.placement import tiles_under_bounds
 from grouputils.core.scratch import output_path
@@ -85,8 +86,10 @@ def finalize_tile(parts: PartsStore, tile: Tile) -> dict[str, Any]:
     dict
         ``tile``, ``rows``, ``duplicates``, ``path`` (None if the tile had no
         parts left and its staged file was removed), ``fingerprint`` (recorded
-        in the file) and ``duplicates_within`` (flagged rows whose centroid
-        lies in the tile).
+        in the file), ``duplicates_within`` (flagged rows whose centroid
+        lies in the tile) and ``span``, the acquisition span of its rows
+        (:func:`grouputils.core.acquisition.table_span`, None if undated), from
+        the rows in memory: what reading the staged file back would give.
     """
     config = parts.config
     dest = parts.tiles.path("staged", tile)
@@ -100,6 +103,7 @@ def finalize_tile(parts: PartsStore, tile: Tile) -> dict[str, Any]:
             "path": None,
             "fingerprint": None,
             "duplicates_within": 0,
+            "span": None,
         }
     d = parts.tile_dir(tile)
     table = pa.concat_tables([pq.read_table(d / n) for n in names], promote_options="permissive")
@@ -123,6 +127,7 @@ def finalize_tile(parts: PartsStore, tile: Tile) -> dict[str, Any]:
         "path": dest,
         "fingerprint": fingerprint,
         "duplicates_within": int(duplicates_within(within, flags).sum()),
+        "span": table_span(table),
     }
 
 
