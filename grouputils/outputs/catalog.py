@@ -75,7 +75,7 @@ from tqdm.auto import tqdm
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError, OutputError
 from grouputils.core.layout import Layout
-from grouputils.core.raster.geotiff import geotiff_crs
+from grouputils.core.raster.geotiff import check_bands, geotiff_crs
 from grouputils.core.swap import replace_folder
 from grouputils.core.tiles import Tiles, tile_from_path, tile_order
 from grouputils.outputs.acquisition import DATE_ATTRIBUTE, Span, acquisition_spans
@@ -147,12 +147,7 @@ def _from_records(
         if zooms is not None and rec.tile.z not in zooms:
             continue
         names = tuple(b.name for b in rec.bands)
-        if names != config.statistic_names:
-            raise InputError(
-                tiles.path("geotiff", rec.tile),
-                f"its record's bands are {list(names)} but the config's statistics are "
-                f"{list(config.statistic_names)}",
-            )
+        check_bands(tiles.path("geotiff", rec.tile), names, config, what="its record's bands")
         out.append((rec, tms_grid(tiles, rec.tile, crs)))
     return out
 

@@ -31,7 +31,7 @@ from rasterio.transform import array_bounds
 
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError
-from grouputils.core.raster.geotiff import tile_transform
+from grouputils.core.raster.geotiff import check_bands, tile_transform
 from grouputils.core.raster.tags import (
     KIND_TAG,
     RULE_TAGS,
@@ -172,12 +172,7 @@ def read_item_record(
             grid = _grid_of(src)
     except RasterioIOError as e:
         raise InputError(path, f"not a readable GeoTIFF ({e})") from None
-    if names != config.statistic_names:
-        raise InputError(
-            path,
-            f"bands are {list(names)} but the config's statistics are "
-            f"{list(config.statistic_names)}",
-        )
+    check_bands(path, names, config)
     bands = tuple(band_record(n, t) for n, t in zip(names, band_tags, strict=True))
     return ItemRecord(tile_from_path(path), kind, bands, span), grid
 

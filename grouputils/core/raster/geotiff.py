@@ -5,6 +5,7 @@ The tags each file carries are those of :mod:`grouputils.core.raster.tags`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,14 @@ from grouputils.core.raster.tags import band_tags, dataset_tags
 from grouputils.core.scratch import output_path
 from grouputils.core.tiles import Tiles, tile_to_str
 
-__all__ = ["NODATA", "write_geotiff", "read_geotiff", "tile_transform", "geotiff_crs"]
+__all__ = [
+    "NODATA",
+    "write_geotiff",
+    "read_geotiff",
+    "check_bands",
+    "tile_transform",
+    "geotiff_crs",
+]
 
 NODATA: float = float("nan")
 """Nodata value of every band: NaN (float32)."""
@@ -147,6 +155,37 @@ def write_geotiff(
     return path
 
 
+def check_bands(
+    path: Path, names: Sequence[str | None], config: Config, hint: str = "", what: str = "bands"
+) -> None:
+    """Refuse a GeoTIFF (or its record) whose band names are not the config's statistics.
+
+    Parameters
+    ----------
+    path : Path
+        The file named in the error.
+    names : sequence of str
+        Its band descriptions, in order.
+    config : Config
+        Supplies the statistics.
+    hint : str
+        Appended to the message (what to do about it).
+    what : str
+        What holds the names (``'bands'``, ``"its record's bands"``).
+
+    Raises
+    ------
+    InputError
+        The names differ from ``config.statistic_names``.
+    """
+    if tuple(names) != config.statistic_names:
+        raise InputError(
+            path,
+            f"{what} are {list(names)} but the config's statistics are "
+            f"{list(config.statistic_names)}{hint}",
+        )
+
+
 def read_geotiff(path: str | Path, config: Config) -> np.ndarray:
     """Read a tile GeoTIFF written by this module.
 
@@ -172,13 +211,7 @@ def read_geotiff(path: str | Path, config: Config) -> np.ndarray:
         raise InputError(path, "GeoTIFF not found")
     try:
         with rasterio.open(path) as src:
-            names = tuple(src.descriptions)
-            if names != config.statistic_names:
-                raise InputError(
-                    path,
-                    f"bands are {list(names)} but the config's statistics are "
-                    f"{list(config.statistic_names)}; rasterize again with this config",
-                )
+            check_bands(path, src.descriptions, config, "; rasterize again with this config")
             if (src.width, src.height) != (config.tile_size, config.tile_size):
                 raise InputError(
                     path, f"is {src.width}x{src.height} pixels, expected {config.tile_size}"

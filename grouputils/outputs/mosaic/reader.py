@@ -41,6 +41,7 @@ from rasterio.windows import Window
 
 from grouputils.core.config import Config
 from grouputils.core.errors import InputError
+from grouputils.core.raster.geotiff import check_bands
 from grouputils.core.tiles import Tiles, tile_from_path
 from grouputils.outputs.mosaic.sources import resolve_source
 
@@ -310,12 +311,7 @@ def _check_tile(path: Path, config: Config) -> None:
             names, size, dtypes = tuple(src.descriptions), (src.width, src.height), set(src.dtypes)
     except RasterioIOError as e:
         raise InputError(path, f"not a readable GeoTIFF ({e})") from None
-    if names != config.statistic_names:
-        raise InputError(
-            path,
-            f"bands are {list(names)} but the config's statistics are "
-            f"{list(config.statistic_names)}",
-        )
+    check_bands(path, names, config)
     if size != (config.tile_size, config.tile_size):
         raise InputError(path, f"is {size[0]}x{size[1]} pixels, expected {config.tile_size}")
     if dtypes != {"float32"}:
