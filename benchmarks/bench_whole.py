@@ -97,26 +97,29 @@ if "--floor" in sys.argv:
     import pyogrio
     import rasterio
     out = work / "out"
-    gpkgs = [(p, pyogrio.read_arrow(p)) for p in sorted((out / "staged").rglob("*.gpkg"))]
+    from grouputils.core.raster.geotiff import _profile  # the writer's own creation options
+    from grouputils.core.tiles import Tiles, tile_from_path
+    tiles = Tiles(config)
+    gpkgs = [(pyogrio.read_arrow(p), pyogrio.read_info(p)["geometry_type"])
+             for p in sorted((out / "staged").rglob("*.gpkg"))]
     tifs = []
     for p in sorted((out / "geotiff").rglob("*.tif")):
         with rasterio.open(p) as src:
             bands = [src.tags(b) for b in range(1, src.count + 1)]
-            tifs.append((src.profile, src.read(), src.tags(), bands,
-                         src.descriptions))
+            profile = _profile(tile_from_path(p), tiles, src.count)
+            tifs.append((profile, src.read(), src.tags(), bands, src.descriptions))
     pngs = [p.read_bytes() for p in sorted((out / "web_tiles").rglob("*.png"))]
     dest = work / "floor"
     dest.mkdir()
     t = time.process_time()
-    for i, (p, (meta, table)) in enumerate(gpkgs):
-        info = pyogrio.read_info(p)
+    for i, ((meta, table), geometry_type) in enumerate(gpkgs):
         pyogrio.write_arrow(table, dest / f"{i}.gpkg", layer="staged", driver="GPKG",
                             geometry_name=meta["geometry_name"] or "geometry",
-                            geometry_type=info["geometry_type"], crs=meta["crs"])
+                            geometry_type=geometry_type, crs=meta["crs"])
     t_gpkg = time.process_time() - t
     t = time.process_time()
     for i, (profile, values, tags, band_tags, names) in enumerate(tifs):
-        with rasterio.open(dest / f"{i}.tif", "w", **dict(profile, driver="COG")) as dst:
+        with rasterio.open(dest / f"{i}.tif", "w", **profile) as dst:
             dst.write(values)
             dst.update_tags(**tags)
             for b, name in enumerate(names, start=1):
