@@ -46,6 +46,7 @@ from pathlib import Path
 import psutil
 
 from grouputils.core.config import Config
+from grouputils.core.layout import Layout
 from grouputils.run.monitor import profile_resources
 from grouputils.run.pipeline import run_pipeline
 from grouputils.teaching import samples
@@ -167,7 +168,7 @@ def course_data(folder: Path) -> Path:
 def one_run(inputs: Path, out: Path, executor: str, workers: int) -> dict:
     config = Config(dir_input=inputs, dir_output=out)
     t0 = time.perf_counter()
-    run_dir = out / "parsl-runinfo"
+    run_dir = Layout.of(config).parsl_runinfo  # where run_pipeline starts its Parsl pools
     with (
         warnings.catch_warnings(),
         WorkerMemory(run_dir) as mem,
