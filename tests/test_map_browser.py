@@ -81,6 +81,28 @@ def _chromium_or_skip() -> str:
     return path
 
 
+@contextlib.contextmanager
+def _local_page(p, executable: str, blocked: list[str] | None = None) -> Iterator:
+    """A Chromium page that reaches only 127.0.0.1; other requests are aborted (listed in ``blocked``)."""
+
+    def route(r) -> None:
+        if urlparse(r.request.url).hostname == "127.0.0.1":
+            r.continue_()
+        else:
+            if blocked is not None:
+                blocked.append(r.request.url)
+            r.abort()
+
+    browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.route("**/*", route)
+        yield page
+    finally:
+        browser.close()
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep the test output clean
         pass
@@ -225,64 +247,50 @@ def test_the_map_page_loads_every_tile_offline_and_switches_statistics(served) -
     errors: list[str] = []
     ARTIFACTS.mkdir(exist_ok=True)
 
-    def route(r) -> None:
-        if urlparse(r.request.url).hostname == "127.0.0.1":
-            r.continue_()
-        else:
-            blocked.append(r.request.url)
-            r.abort()
+    with sync_playwright() as p, _local_page(p, executable, blocked) as page:
+        page.on("response", lambda r: responses.append((urlparse(r.url).path, r.status)))
+        page.on("requestfailed", lambda r: failed.append((r.url, r.failure or "")))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.route("**/*", route)
-            page.on("response", lambda r: responses.append((urlparse(r.url).path, r.status)))
-            page.on("requestfailed", lambda r: failed.append((r.url, r.failure or "")))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{url}/index.html")
+        page.wait_for_function(_tiles_loaded(count_stat))
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=ARTIFACTS / f"map-{count_stat}.png")
+        first = _map_pixels(page)
+        assert page.evaluate("window.currentStatistic") == count_stat
+        view = _where_you_are(page, config, count_stat)
+        page.screenshot(path=ARTIFACTS / "map-opening-view.png")
+        # one zoom level in: the zoom shown and the legend follow
+        page.evaluate("window.grouputilsMap.zoomIn()")
+        page.wait_for_function(
+            f"() => document.getElementById('zoom-level').textContent === '{view['zoom'] + 1}'"
+        )
+        page.wait_for_load_state("networkidle")
+        view_in = _where_you_are(page, config, count_stat)
+        page.evaluate("window.grouputilsMap.zoomOut()")
+        page.wait_for_function(
+            f"() => document.getElementById('zoom-level').textContent === '{view['zoom']}'"
+        )
+        page.wait_for_function(_tiles_loaded(count_stat))
+        page.wait_for_load_state("networkidle")
+        legend_before = page.evaluate("document.getElementById('legend').src")
 
-            page.goto(f"{url}/index.html")
-            page.wait_for_function(_tiles_loaded(count_stat))
-            page.wait_for_load_state("networkidle")
-            page.screenshot(path=ARTIFACTS / f"map-{count_stat}.png")
-            first = _map_pixels(page)
-            assert page.evaluate("window.currentStatistic") == count_stat
-            view = _where_you_are(page, config, count_stat)
-            page.screenshot(path=ARTIFACTS / "map-opening-view.png")
-            # one zoom level in: the zoom shown and the legend follow
-            page.evaluate("window.grouputilsMap.zoomIn()")
-            page.wait_for_function(
-                f"() => document.getElementById('zoom-level').textContent === '{view['zoom'] + 1}'"
-            )
-            page.wait_for_load_state("networkidle")
-            view_in = _where_you_are(page, config, count_stat)
-            page.evaluate("window.grouputilsMap.zoomOut()")
-            page.wait_for_function(
-                f"() => document.getElementById('zoom-level').textContent === '{view['zoom']}'"
-            )
-            page.wait_for_function(_tiles_loaded(count_stat))
-            page.wait_for_load_state("networkidle")
-            legend_before = page.evaluate("document.getElementById('legend').src")
-
-            page.locator("label", has_text=cover_stat).locator("input").check()
-            page.wait_for_function(_tiles_loaded(cover_stat))
-            page.wait_for_function(
-                "() => { const l = document.getElementById('legend');"
-                " return l.complete && l.naturalWidth > 0; }"
-            )
-            page.wait_for_load_state("networkidle")
-            page.screenshot(path=ARTIFACTS / f"map-{cover_stat}.png")
-            second = _map_pixels(page)
-            assert page.evaluate("window.currentStatistic") == cover_stat
-            view_cover = _where_you_are(page, config, cover_stat)
-            legend_after = page.evaluate("document.getElementById('legend').src")
-            old_tiles_left = page.evaluate(
-                f"document.querySelectorAll('img.leaflet-tile[src*=\"/web_tiles/{count_stat}/\"]').length"
-            )
-        finally:
-            browser.close()
+        page.locator("label", has_text=cover_stat).locator("input").check()
+        page.wait_for_function(_tiles_loaded(cover_stat))
+        page.wait_for_function(
+            "() => { const l = document.getElementById('legend');"
+            " return l.complete && l.naturalWidth > 0; }"
+        )
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=ARTIFACTS / f"map-{cover_stat}.png")
+        second = _map_pixels(page)
+        assert page.evaluate("window.currentStatistic") == cover_stat
+        view_cover = _where_you_are(page, config, cover_stat)
+        legend_after = page.evaluate("document.getElementById('legend').src")
+        old_tiles_left = page.evaluate(
+            f"document.querySelectorAll('img.leaflet-tile[src*=\"/web_tiles/{count_stat}/\"]').length"
+        )
 
     assert blocked == [], "the page asked for something online (the basemap must be off at start)"
     assert failed == []
@@ -332,42 +340,30 @@ def test_script_and_html_in_the_config_never_run_on_the_map_page(
     count_stat = run.statistic_names[0]
     errors: list[str] = []
     dialogs: list[str] = []
-    with _serve(out) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.route(
-                "**/*",
-                lambda r: (
-                    r.continue_() if urlparse(r.request.url).hostname == "127.0.0.1" else r.abort()
-                ),
-            )
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(f"{url}/index.html")
-            page.wait_for_load_state("load")
-            pwned = page.evaluate("window.__pwned === undefined ? null : String(window.__pwned)")
-            assert pwned is None, f"injected script ran when the page loaded: {pwned}"
-            page.wait_for_function(_tiles_loaded(count_stat))  # the page's own script ran
-            page.wait_for_load_state("networkidle")
-            labels = page.evaluate(
-                "[...document.querySelectorAll('.leaflet-control-layers-base label')]"
-                ".map(l => l.textContent.trim())"
-            )
-            caption_first = page.evaluate("document.getElementById('legend-caption').textContent")
-            # choose the forged layer named with an <img onerror>: its caption is text too
-            page.locator("label", has_text=NAME).locator("input").check()
-            page.wait_for_function(f"() => window.currentStatistic === {json.dumps(NAME)}")
-            caption_forged = page.evaluate("document.getElementById('legend-caption').textContent")
-            page.wait_for_timeout(500)  # give any onerror handler time to fire
-            pwned = page.evaluate("window.__pwned === undefined ? null : String(window.__pwned)")
-            injected = page.evaluate(
-                "document.querySelectorAll('img[onerror], script:not([src])').length"
-            )
-            page.screenshot(path=ARTIFACTS / "map-hostile.png")
-        finally:
-            browser.close()
+    with _serve(out) as url, sync_playwright() as p, _local_page(p, executable) as page:
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{url}/index.html")
+        page.wait_for_load_state("load")
+        pwned = page.evaluate("window.__pwned === undefined ? null : String(window.__pwned)")
+        assert pwned is None, f"injected script ran when the page loaded: {pwned}"
+        page.wait_for_function(_tiles_loaded(count_stat))  # the page's own script ran
+        page.wait_for_load_state("networkidle")
+        labels = page.evaluate(
+            "[...document.querySelectorAll('.leaflet-control-layers-base label')]"
+            ".map(l => l.textContent.trim())"
+        )
+        caption_first = page.evaluate("document.getElementById('legend-caption').textContent")
+        # choose the forged layer named with an <img onerror>: its caption is text too
+        page.locator("label", has_text=NAME).locator("input").check()
+        page.wait_for_function(f"() => window.currentStatistic === {json.dumps(NAME)}")
+        caption_forged = page.evaluate("document.getElementById('legend-caption').textContent")
+        page.wait_for_timeout(500)  # give any onerror handler time to fire
+        pwned = page.evaluate("window.__pwned === undefined ? null : String(window.__pwned)")
+        injected = page.evaluate(
+            "document.querySelectorAll('img[onerror], script:not([src])').length"
+        )
+        page.screenshot(path=ARTIFACTS / "map-hostile.png")
 
     assert pwned is None, f"injected script ran: {pwned}"
     assert dialogs == []
@@ -387,38 +383,24 @@ def test_turning_the_basemap_on_offline_neither_hangs_nor_loses_the_graticule(se
     blocked: list[str] = []
     errors: list[str] = []
 
-    def route(r) -> None:
-        if urlparse(r.request.url).hostname == "127.0.0.1":
-            r.continue_()
-        else:
-            blocked.append(r.request.url)
-            r.abort()
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.route("**/*", route)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{url}/index.html")
-            page.wait_for_function(_tiles_loaded(config.statistic_names[0]))
-            page.locator("label", has_text="Online basemap").locator("input").check()
-            page.wait_for_function(
-                "() => document.getElementById('basemap-note').textContent.includes('unavailable')",
-                timeout=15_000,
-            )
-            lines = page.evaluate(
-                "document.querySelectorAll('.leaflet-graticule-pane path').length"
-            )
-            tiles_left = page.evaluate(
-                "document.querySelectorAll('img.leaflet-tile-loaded').length"
-            )
-            page.screenshot(path=ARTIFACTS / "map-basemap-offline.png")
-            page.locator("label", has_text="Online basemap").locator("input").uncheck()
-            note = page.evaluate("document.getElementById('basemap-note').textContent")
-        finally:
-            browser.close()
+    with sync_playwright() as p, _local_page(p, executable, blocked) as page:
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/index.html")
+        page.wait_for_function(_tiles_loaded(config.statistic_names[0]))
+        page.locator("label", has_text="Online basemap").locator("input").check()
+        page.wait_for_function(
+            "() => document.getElementById('basemap-note').textContent.includes('unavailable')",
+            timeout=15_000,
+        )
+        lines = page.evaluate(
+            "document.querySelectorAll('.leaflet-graticule-pane path').length"
+        )
+        tiles_left = page.evaluate(
+            "document.querySelectorAll('img.leaflet-tile-loaded').length"
+        )
+        page.screenshot(path=ARTIFACTS / "map-basemap-offline.png")
+        page.locator("label", has_text="Online basemap").locator("input").uncheck()
+        note = page.evaluate("document.getElementById('basemap-note').textContent")
     assert blocked, "the basemap was asked for"
     assert all(urlparse(b).hostname == "tiles.maps.eox.at" for b in blocked)
     assert errors == []
