@@ -249,7 +249,7 @@ def test_polygon_around_the_north_pole_is_refused_naming_file_and_feature(tmp_pa
         stager.stage(path)
     assert "WorldCRS84Quad" in str(err.value)
     assert stager.read_manifest(path) is None
-    assert not list(stager.config.dir_staging_parts.rglob("*.parquet"))
+    assert not list(stager.config.dir_staging_parts.rglob("*.arrow"))
 
 
 def test_polygon_700_m_from_the_pole_lands_in_the_tiles_it_touches(tmp_path):

@@ -94,7 +94,7 @@ def test_feature_count_check_alone_refuses_a_partly_readable_file(good_gpkg, tmp
         stager.stage(good_gpkg)
     assert stager.read_manifest(good_gpkg) is None
     parts = stager.config.dir_staging_parts
-    assert not parts.exists() or not [p for p in parts.rglob("*.parquet")]
+    assert not parts.exists() or not [p for p in parts.rglob("*.arrow")]
 
 
 def test_quick_check_passes_an_intact_geopackage_and_ignores_other_formats(good_gpkg, tmp_path):

@@ -45,6 +45,8 @@ from grouputils.core.errors import (
     RepairWarning,
 )
 from grouputils.core.staging import STAGING_COLUMNS, TileStager, initialize_stager, read_staged_tile
+from grouputils.core.staging import parts as parts_module
+from grouputils.core.staging.parts import read_part
 from grouputils.core.tiles import Tile, str_to_tile, tile_from_path
 
 Z = 13
@@ -498,11 +500,31 @@ def test_output_is_identical_whatever_the_chunk_size(synthetic_input: Path, tmp_
     files = [synthetic_input / "scene_a.gpkg", synthetic_input / "scene_b.gpkg"]
     small = stage_all(initialize_stager(synthetic_input, tmp_path / "c7", chunk_size=7), files)
     big = stage_all(initialize_stager(synthetic_input, tmp_path / "cbig", chunk_size=10**6), files)
-    parts = list((tmp_path / "c7").rglob("*.parquet"))
-    assert len(parts) > len(list((tmp_path / "cbig").rglob("*.parquet"))), (
+    parts = list((tmp_path / "c7").rglob("*.arrow"))
+    assert len(parts) > len(list((tmp_path / "cbig").rglob("*.arrow"))), (
         "chunking should have happened"
     )
     assert_same_staging(small, big)
+
+
+def test_parquet_parts_of_an_output_folder_staged_before_still_finalize(
+    synthetic_input: Path, tmp_path: Path
+) -> None:
+    # Output folders staged before parts became Arrow IPC files hold Parquet parts:
+    # they still count, are read, and give the same staged tiles.
+    files = [synthetic_input / "scene_a.gpkg", synthetic_input / "scene_b.gpkg"]
+    new = stage_all(initialize_stager(synthetic_input, tmp_path / "new", chunk_size=7), files)
+    old = stage_all(initialize_stager(synthetic_input, tmp_path / "old", chunk_size=7), files)
+    arrow = list((tmp_path / "old").rglob("*.arrow"))
+    assert arrow
+    for f in arrow:
+        pq.write_table(read_part(f), f.with_suffix(".parquet"), compression="none")
+        f.unlink()
+    for m in (tmp_path / "old").rglob("manifests/*.json"):  # as an old manifest names them
+        m.write_text(m.read_text().replace(".arrow", ".parquet"))
+    assert old.tiles_to_finalize()  # the part names changed: every tile is redone
+    old.finalize(progress=False)
+    assert_same_staging(old, new)
 
 
 def test_missing_crs_warns_naming_the_file_and_assumes_the_default(tmp_path: Path) -> None:
@@ -838,9 +860,8 @@ def test_restaging_a_changed_file_replaces_its_rows(tmp_path: Path) -> None:
 _KILL_STAGE = textwrap.dedent(
     """
     import os, signal, sys
-    import pyarrow.parquet as pq
-    from grouputils.core.staging import initialize_stager
-    real, calls = pq.write_table, [0]
+    from grouputils.core.staging import initialize_stager, parts
+    real, calls = parts.write_part, [0]
     def dying(table, where, *a, **k):
         calls[0] += 1
         real(table, where, *a, **k)
@@ -848,7 +869,7 @@ _KILL_STAGE = textwrap.dedent(
             with open(where, "r+b") as f:
                 f.truncate(os.path.getsize(where) // 2)
             os.kill(os.getpid(), signal.SIGKILL)
-    pq.write_table = dying
+    parts.write_part = dying
     initialize_stager(sys.argv[1], sys.argv[2], chunk_size=5).stage(sys.argv[3])
     """
 )
@@ -945,7 +966,7 @@ def test_a_failing_parts_writer_leaves_the_previous_staging_and_no_orphan_parts(
     path = synthetic_input / "scene_a.gpkg"
     stager = stage_all(initialize_stager(synthetic_input, tmp_path / "out", chunk_size=5), [path])
     before = tree_digest(tmp_path / "out")
-    real, calls = pq.write_table, [0]
+    real, calls = parts_module.write_part, [0]
 
     def failing(*a, **k):
         calls[0] += 1
@@ -953,7 +974,7 @@ def test_a_failing_parts_writer_leaves_the_previous_staging_and_no_orphan_parts(
             raise OSError(28, "No space left on device")
         return real(*a, **k)
 
-    monkeypatch.setattr(pq, "write_table", failing)
+    monkeypatch.setattr(parts_module, "write_part", failing)
     with pytest.raises(OSError, match="No space"):
         stager.stage(path)
     assert tree_digest(tmp_path / "out") == before

@@ -3,7 +3,7 @@
 One run writes into one output folder (``Config.dir_output``)::
 
     <output>/
-        staging-parts/<TMS>/<z>/<x>/<y>/*.parquet   parts (staging's map step)
+        staging-parts/<TMS>/<z>/<x>/<y>/*.arrow     parts (staging's map step)
         staging-parts/manifests/*.json              per-input manifests
         staged/<TMS>/<z>/<x>/<y>.gpkg
         geotiff/<TMS>/<z>/<x>/<y>.tif

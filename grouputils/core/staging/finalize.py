@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import shapely
 
 from grouputils.core.acquisition import table_span
@@ -25,7 +24,7 @@ from grouputils.core.dedup import duplicate_flags
 from grouputils.core.placement import tiles_under_bounds
 from grouputils.core.scratch import output_path
 from grouputils.core.staging.io import staged_fingerprint, tms_crs, write_gpkg
-from grouputils.core.staging.parts import PartsStore
+from grouputils.core.staging.parts import PartsStore, read_part
 from grouputils.core.staging.schema import (
     FID,
     GTYPE,
@@ -106,7 +105,7 @@ def finalize_tile(parts: PartsStore, tile: Tile) -> dict[str, Any]:
             "span": None,
         }
     d = parts.tile_dir(tile)
-    table = pa.concat_tables([pq.read_table(d / n) for n in names], promote_options="permissive")
+    table = pa.concat_tables([read_part(d / n) for n in names], promote_options="permissive")
     order = np.lexsort((table.column(FID).to_numpy(), rank_sources(table.column(SOURCE))[1]))
     table = table.take(pa.array(order))
     neighbourhood = parts.neighbourhood(tile, parts.committed_for_tile)
@@ -132,7 +131,7 @@ def finalize_tile(parts: PartsStore, tile: Tile) -> dict[str, Any]:
 
 
 def _n_sources(neighbourhood: Sequence[str]) -> int:
-    # part names are "<dx>,<dy>/<safe key>.<token>.<chunk>.parquet" or "<safe key>...."
+    # part names are "<dx>,<dy>/<safe key>.<token>.<chunk>.arrow" or "<safe key>...."
     return len({name.rsplit("/", 1)[-1].split(".", 1)[0] for name in neighbourhood})
 
 
@@ -184,7 +183,7 @@ def _crossing_neighbours(
         d = parts.tile_dir(nb)
         shift = wanted[nb]
         for name in parts.committed_for_tile(nb):
-            part = pq.read_table(d / name, columns=["geometry", "staging_id", SOURCE])
+            part = read_part(d / name, columns=["geometry", "staging_id", SOURCE])
             keep = ~np.isin(
                 np.asarray(part.column("staging_id").to_pylist(), dtype=object), own_ids
             )

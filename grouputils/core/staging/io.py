@@ -178,10 +178,11 @@ def _gpkg_crs_of_wkt(wkt: str) -> str:
     # CRS's axis order, so OGC:CRS84 (no EPSG code; GDAL would store it as an
     # unregistered srs_id 100000, organization NONE) is stored as EPSG:4326, the
     # registered code every GeoPackage reader knows. The coordinates do not change.
-    # Cached by WKT: ``to_epsg`` searches PROJ's database (about 20 ms a call),
-    # and every staged tile of a run has the same CRS.
+    # ``equals`` compares the two definitions without searching PROJ's database
+    # (``to_epsg`` did, about 20 ms, once per process); cached by WKT, as every
+    # staged tile of a run has the same CRS.
     crs = pyproj.CRS.from_wkt(wkt)
-    if crs.to_epsg() is None and crs.equals(pyproj.CRS.from_epsg(4326), ignore_axis_order=True):
+    if crs.equals(pyproj.CRS.from_epsg(4326), ignore_axis_order=True):
         return "EPSG:4326"
     return wkt
 

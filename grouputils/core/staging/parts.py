@@ -1,6 +1,7 @@
 """The parts-and-manifests protocol of staging: what makes staged rows count.
 
-Staging one input writes one *part* (a Parquet file) per (input, tile, chunk)
+Staging one input writes one *part* (an Arrow IPC file, LZ4-compressed) per
+(input, tile, chunk)
 under ``staging-parts/<TMS>/<z>/<x>/<y>/``, each with its own name, written to
 a temporary file and renamed. Then a small per-input *manifest*
 (``staging-parts/manifests/<input>.json``) is renamed into place: it names the
@@ -23,6 +24,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from grouputils.core.atomic import write_json_atomic
@@ -33,9 +35,39 @@ from grouputils.core.scratch import output_path
 from grouputils.core.staging.schema import FINALIZE_SETTINGS, TILE_X, TILE_Y
 from grouputils.core.tiles import Tile, Tiles, tile_xy, xy_tile
 
-__all__ = ["PartsStore", "sha"]
+__all__ = ["PartsStore", "sha", "write_part", "read_part", "PART_SUFFIX"]
+
+PART_SUFFIX = ".arrow"
+"""Suffix of the parts written now. Parts are only ever read back by grouputils."""
+
+_PART_SUFFIXES = (PART_SUFFIX, ".parquet")  # Parquet: parts of output folders staged before
 
 _NEIGHBOURS = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) != (0, 0)]
+
+
+def write_part(table: pa.Table, path: Path) -> None:
+    """Write one part: an Arrow IPC file, LZ4-compressed.
+
+    Notes
+    -----
+    On the real file's four parts, writing and reading them back took 15 ms of
+    CPU against 31 ms as uncompressed Parquet (the format before), and the
+    files are a quarter smaller; uncompressed IPC was faster still (8 ms) but
+    twice the size.
+    """
+    options = ipc.IpcWriteOptions(compression="lz4")
+    with ipc.new_file(str(path), table.schema, options=options) as writer:
+        writer.write_table(table)
+
+
+def read_part(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """Read one part (Arrow IPC, or Parquet as written before), all or some columns."""
+    if path.suffix == ".parquet":
+        return pq.read_table(path, columns=columns)
+    with pa.OSFile(str(path)) as f:
+        table = ipc.open_file(f).read_all()
+    return table if columns is None else table.select(list(columns))
+
 
 class PartsList(TypedDict):
     """What a manifest (or a staging still being written) says of its parts: ``tiles``."""
@@ -182,12 +214,12 @@ class PartsStore:
         starts = np.flatnonzero(np.r_[True, (tx[1:] != tx[:-1]) | (ty[1:] != ty[:-1])])
         ends = np.r_[starts[1:], len(tx)]
         out = []
-        name = f"{self.safe_key(key)}.{token}.{chunk_no:05d}.parquet"
+        name = f"{self.safe_key(key)}.{token}.{chunk_no:05d}{PART_SUFFIX}"
         for s, e in zip(starts, ends, strict=True):
             tile = Tile(int(tx[s]), int(ty[s]), self.config.z)
             dest = self.tile_dir(tile) / name
             with output_path(dest, self.config.scratch_dir) as tmp:
-                pq.write_table(table.slice(s, e - s), tmp, compression="none")
+                write_part(table.slice(s, e - s), tmp)
             out.append(dest)
             entry = tiles_written.setdefault(
                 tile_xy(tile), {"parts": [], "rows": 0, "centroids": 0}
@@ -220,7 +252,7 @@ class PartsStore:
         tokens_ok: dict[str, str | None] = {}
         names = []
         for f in d.iterdir():
-            if f.name.startswith(".") or not f.name.endswith(".parquet"):
+            if f.name.startswith(".") or not f.name.endswith(_PART_SUFFIXES):
                 continue
             safe, token, _ = f.name.rsplit(".", 3)[:3]
             if safe not in tokens_ok:
