@@ -106,8 +106,13 @@ def finalize_tile(parts: PartsStore, tile: Tile) -> dict[str, Any]:
         }
     d = parts.tile_dir(tile)
     table = pa.concat_tables([read_part(d / n) for n in names], promote_options="permissive")
-    order = np.lexsort((table.column(FID).to_numpy(), rank_sources(table.column(SOURCE))[1]))
-    table = table.take(pa.array(order))
+    fid = table.column(FID).to_numpy()
+    if _n_sources(names) > 1:
+        order = np.lexsort((fid, rank_sources(table.column(SOURCE))[1]))
+    else:  # one input's parts: no sources to rank
+        order = np.argsort(fid, kind="stable")
+    if np.any(order[1:] < order[:-1]):  # most tiles' rows are in order already
+        table = table.take(pa.array(order))
     neighbourhood = parts.neighbourhood(tile, parts.committed_for_tile)
     flags = _duplicate_flags(parts, tile, table, neighbourhood)
     idx = table.schema.get_field_index("staging_duplicated")

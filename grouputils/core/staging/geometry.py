@@ -132,7 +132,8 @@ class ChunkProcessor:
         dropped = int((~keep).sum())
         geoms = geoms[keep]
         fids = fids[keep]
-        attrs = attrs.filter(pa.array(keep))
+        if not keep.all():
+            attrs = attrs.filter(pa.array(keep))
         if len(geoms) == 0:  # nothing polygonal in this chunk (pyproj fails on empty arrays)
             return attrs, {
                 "read": n_read,
@@ -182,8 +183,11 @@ class ChunkProcessor:
             area = area / self.proj.get_factors(lon, lat).areal_scale
         z = self.config.z
         # strings built once per distinct tile / via Arrow, not once per row in Python
-        uniq, inv = np.unique(np.stack([tx, ty]), axis=1, return_inverse=True)
-        names = np.array([tile_to_str(Tile(int(a), int(b), z)) for a, b in uniq.T], dtype=object)
+        # one int64 key per tile: np.unique over columns of a 2-row array sorts 10x slower
+        uniq, inv = np.unique(tx.astype("i8") << 32 | ty.astype("i8"), return_inverse=True)
+        names = np.array(
+            [tile_to_str(Tile(int(k >> 32), int(k & 0xFFFFFFFF), z)) for k in uniq], dtype=object
+        )
         tile_str = names[inv.ravel()]
         ids = pc.binary_join_element_wise(
             self.key, pc.cast(pa.array(fids[poly_idx]), pa.string()), ":"
