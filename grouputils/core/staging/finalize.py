@@ -11,7 +11,7 @@ need it, from the manifests and the staged files' fingerprints.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -92,7 +92,12 @@ def finalize_tile(parts: PartsStore, tile: Tile) -> dict[str, Any]:
     """
     config = parts.config
     dest = parts.tiles.path("staged", tile)
-    names = parts.committed_for_tile(tile)
+    tokens: dict[str, str | None] = {}  # each input's manifest read once for this tile
+
+    def lookup(t: Tile) -> list[str]:
+        return parts.committed_for_tile(t, tokens)
+
+    names = lookup(tile)
     if not names:
         dest.unlink(missing_ok=True)
         return {
@@ -113,8 +118,8 @@ def finalize_tile(parts: PartsStore, tile: Tile) -> dict[str, Any]:
         order = np.argsort(fid, kind="stable")
     if np.any(order[1:] < order[:-1]):  # most tiles' rows are in order already
         table = table.take(pa.array(order))
-    neighbourhood = parts.neighbourhood(tile, parts.committed_for_tile)
-    flags = _duplicate_flags(parts, tile, table, neighbourhood)
+    neighbourhood = parts.neighbourhood(tile, lookup)
+    flags = _duplicate_flags(parts, tile, table, neighbourhood, lookup)
     idx = table.schema.get_field_index("staging_duplicated")
     table = table.set_column(idx, "staging_duplicated", pa.array(flags))
     tids = table.column(GTYPE).to_numpy()
@@ -141,7 +146,11 @@ def _n_sources(neighbourhood: Sequence[str]) -> int:
 
 
 def _duplicate_flags(
-    parts: PartsStore, tile: Tile, table: pa.Table, neighbourhood: Sequence[str]
+    parts: PartsStore,
+    tile: Tile,
+    table: pa.Table,
+    neighbourhood: Sequence[str],
+    lookup: Callable[[Tile], list[str]],
 ) -> np.ndarray:
     """Duplicate flags of a tile's rows, looking into neighbouring tiles where polygons cross.
 
@@ -163,7 +172,7 @@ def _duplicate_flags(
     extra_sources: list[str] = []
     if len(crossing):
         own_ids = list(set(table.column("staging_id").to_pylist()))
-        g, src = _crossing_neighbours(parts, tile, geoms[crossing], b[crossing], own_ids)
+        g, src = _crossing_neighbours(parts, tile, geoms[crossing], b[crossing], own_ids, lookup)
         extra_geoms, extra_sources = g, src
     all_geoms = np.concatenate([geoms, *extra_geoms]) if extra_geoms else geoms
     _, rank = rank_sources(pa.chunked_array([pa.array(sources + extra_sources, type=pa.string())]))
@@ -173,7 +182,12 @@ def _duplicate_flags(
 
 
 def _crossing_neighbours(
-    parts: PartsStore, tile: Tile, crossing: np.ndarray, bounds: np.ndarray, own_ids: list[str]
+    parts: PartsStore,
+    tile: Tile,
+    crossing: np.ndarray,
+    bounds: np.ndarray,
+    own_ids: list[str],
+    lookup: Callable[[Tile], list[str]],
 ) -> tuple[list[np.ndarray], list[str]]:
     """Polygons of neighbouring tiles that intersect this tile's crossing polygons.
 
@@ -187,7 +201,7 @@ def _crossing_neighbours(
     for nb in sorted(wanted, key=_xy):
         d = parts.tile_dir(nb)
         shift = wanted[nb]
-        for name in parts.committed_for_tile(nb):
+        for name in lookup(nb):
             part = read_part(d / name, columns=["geometry", "staging_id", SOURCE])
             keep = ~np.isin(
                 np.asarray(part.column("staging_id").to_pylist(), dtype=object), own_ids

@@ -244,12 +244,25 @@ class PartsStore:
                 out.setdefault(tile, []).extend(entry["parts"])
         return out
 
-    def committed_for_tile(self, tile: Tile) -> list[str]:
-        """The committed part names of one tile (listing its folder, reading its manifests)."""
+    def committed_for_tile(
+        self, tile: Tile, tokens: dict[str, str | None] | None = None
+    ) -> list[str]:
+        """The committed part names of one tile (listing its folder, reading its manifests).
+
+        Parameters
+        ----------
+        tile : Tile
+            A tile at the staging zoom level.
+        tokens : dict, optional
+            Committed token by input (safe key), filled in as manifests are
+            read; pass one dict to the lookups of one tile and its neighbours
+            so each manifest is read once, not once per tile (on a 90 MB input
+            of 175 tiles: 1,464 reads of its manifest in finalize before).
+        """
         d = self.tile_dir(tile)
         if not d.is_dir():
             return []
-        tokens_ok: dict[str, str | None] = {}
+        tokens_ok: dict[str, str | None] = {} if tokens is None else tokens
         names = []
         for f in d.iterdir():
             if f.name.startswith(".") or not f.name.endswith(_PART_SUFFIXES):
@@ -310,7 +323,10 @@ class PartsStore:
 
     def tile_fingerprint(self, tile: Tile) -> str:
         """The fingerprint ``tile``'s staged file must carry, from its parts folders."""
-        return self.fingerprint(self.neighbourhood(tile, self.committed_for_tile))
+        tokens: dict[str, str | None] = {}
+        return self.fingerprint(
+            self.neighbourhood(tile, lambda t: self.committed_for_tile(t, tokens))
+        )
 
     def expected_fingerprints(self) -> dict[Tile, str]:
         """For every tile with committed parts, the fingerprint its staged file must carry.
