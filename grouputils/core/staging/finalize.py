@@ -92,10 +92,14 @@ def finalize_tile(parts: PartsStore, tile: Tile) -> dict[str, Any]:
     """
     config = parts.config
     dest = parts.tiles.path("staged", tile)
-    tokens: dict[str, str | None] = {}  # each input's manifest read once for this tile
+    # each input's manifest read, and each folder listed, once for this tile
+    tokens: dict[str, str | None] = {}
+    listed: dict[Tile, list[str]] = {}
 
     def lookup(t: Tile) -> list[str]:
-        return parts.committed_for_tile(t, tokens)
+        if t not in listed:
+            listed[t] = parts.committed_for_tile(t, tokens)
+        return listed[t]
 
     names = lookup(tile)
     if not names:

@@ -16,6 +16,7 @@ door), so a tile is finalized again exactly when that changes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -302,9 +303,14 @@ class PartsStore:
         return removed
 
     # -------------------------------------------------------- fingerprints
+    @functools.cached_property
+    def _finalize_settings(self) -> str:
+        # the config is frozen: its fingerprint is taken once, not twice a tile
+        return self.config.fingerprint(*FINALIZE_SETTINGS)
+
     def fingerprint(self, names: Sequence[str]) -> str:
         """Fingerprint of a neighbourhood's part names and the settings of finalizing."""
-        blob = json.dumps([sorted(names), self.config.fingerprint(*FINALIZE_SETTINGS)])
+        blob = json.dumps([sorted(names), self._finalize_settings])
         return sha(blob, 20)
 
     def neighbourhood(self, tile: Tile, lookup: Callable[[Tile], Sequence[str]]) -> list[str]:
