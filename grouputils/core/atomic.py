@@ -65,7 +65,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     ...     frame.to_file(tmp)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # a stat: mkdir of an existing folder takes its lock
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
     try:
         yield tmp
