@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 from grouputils.core.acquisition import table_span
@@ -175,7 +176,7 @@ def _duplicate_flags(
     extra_geoms: list[np.ndarray] = []
     extra_sources: list[str] = []
     if len(crossing):
-        own_ids = list(set(table.column("staging_id").to_pylist()))
+        own_ids = pc.unique(table.column("staging_id"))
         g, src = _crossing_neighbours(parts, tile, geoms[crossing], b[crossing], own_ids, lookup)
         extra_geoms, extra_sources = g, src
     all_geoms = np.concatenate([geoms, *extra_geoms]) if extra_geoms else geoms
@@ -190,7 +191,7 @@ def _crossing_neighbours(
     tile: Tile,
     crossing: np.ndarray,
     bounds: np.ndarray,
-    own_ids: list[str],
+    own_ids: pa.Array,
     lookup: Callable[[Tile], list[str]],
 ) -> tuple[list[np.ndarray], list[str]]:
     """Polygons of neighbouring tiles that intersect this tile's crossing polygons.
@@ -207,8 +208,9 @@ def _crossing_neighbours(
         shift = wanted[nb]
         for name in lookup(nb):
             part = read_part(d / name, columns=["geometry", "staging_id", SOURCE])
-            keep = ~np.isin(
-                np.asarray(part.column("staging_id").to_pylist(), dtype=object), own_ids
+            # a hash lookup in Arrow: np.isin over Python strings was 40 % of this loop
+            keep = ~pc.is_in(part.column("staging_id"), value_set=own_ids).to_numpy(
+                zero_copy_only=False
             )
             if not keep.any():
                 continue
