@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--out", type=Path, default=None, help="scratch folder (default: a temporary one)"
     )
+    ap.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
     args = ap.parse_args(argv)
 
     inputs = course_data(args.course_dir) if args.course else samples.sample_dir()
@@ -333,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             f"<= {100 * BAR_RERUN:.0f} %: {'PASS' if ratio <= BAR_RERUN else 'FAIL'}"
         )
     print(f"load average now {os.getloadavg()[0]:.1f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"course": args.course, "runs": runs}, indent=2))
     return 0 if all(verdicts) else 1
 
 

@@ -39,6 +39,7 @@ import argparse
 import dataclasses
 import importlib.util
 import io
+import json
 import resource
 import shutil
 import statistics
@@ -395,14 +396,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", type=Path, default=REAL, help="the real file (skipped if absent)")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds (median)")
     ap.add_argument("--old-rev", default=None, help="git revision of the old code")
+    ap.add_argument("--json", type=Path, default=None, help="also write the medians here")
     args = ap.parse_args(argv)
     rev = args.old_rev or old_revision()
     print(f"old code: grouputils/core/rasterize.py and webtiles.py at {rev}")
-    bench("shipped samples", sorted(args.samples.glob("*.gpkg")), args.repeat, rev)
+    out = {"samples": bench("shipped samples", sorted(args.samples.glob("*.gpkg")), args.repeat, rev)}
     if args.real.is_file():
-        bench("real file", [args.real], args.repeat, rev)
+        out["real"] = bench("real file", [args.real], args.repeat, rev)
+        out["pdg_real"] = PDG_REAL
     else:
         print(f"\nreal file {args.real} not present: skipped")
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, indent=2))
     return 0
 
 

@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import resource
 import shutil
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--course", action="store_true", help="also benchmark the largest --scale course file")
     ap.add_argument("--course-dir", type=Path, default=Path(tempfile.gettempdir()) / "grouputils-course-data")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = ap.parse_args(argv)
 
     from grouputils.teaching import samples
@@ -168,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     print("wall seconds and CPU seconds (all threads) of the same runs, medians")
     if mem_ratio is not None:
         print(f"peak RSS largest / quarter-size file: {mem_ratio:.2f} (bar: <= 1.5)")
+    if args.json is not None:
+        kinds = ["real"] * bool(REAL.exists()) + ["sample"] + ["course", "quarter"] * (largest_course is not None)
+        args.json.write_text(json.dumps({"rows": dict(zip(kinds, rows, strict=True)), "memory_ratio": mem_ratio}, indent=2))
     return 0
 
 

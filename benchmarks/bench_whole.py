@@ -170,6 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old-rev", default=OLD_REV, help="earlier revision (default %(default)s)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=None, help="also write the medians here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-whole-") as tmp:
         base = Path(tmp)
@@ -217,6 +218,20 @@ def main() -> None:
         f"{PDG_WHOLE_CPU_S / total:.1f}x "
         f"faster than PDG (goal 20x: at most {PDG_WHOLE_CPU_S / 20:.2f} CPU-s)"
     )
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "old_rev": args.old_rev,
+                    "median": med,
+                    "run_pipeline": total,
+                    "write_floor": write_floor,
+                    "write_floor_parts": parts,
+                    "pdg": PDG_WHOLE_CPU_S,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":
