@@ -400,6 +400,15 @@ def _rasterize_in_child_process(config: Config, path: Path) -> Tile:
     return RasterTiler(config).rasterize_vector(path)
 
 
+def test_the_rasterizer_names_an_attribute_column_the_staged_tile_lacks(synthetic, tmp_path):
+    # the rasterizer reads only the columns its statistics need: one the file
+    # lacks is still an error naming it, not a band of NaN
+    stat = Statistic("m", weight_by="attribute", attribute="NoSuchColumn", aggregate="max")
+    config = synthetic.config.replace(statistics=(*synthetic.config.statistics, stat))
+    with pytest.raises(InputError, match="NoSuchColumn"):
+        RasterTiler(config).rasterize_vector(synthetic.tiles.path("staged", T))
+
+
 def test_a_third_statistic_declared_in_config_runs_in_another_process(synthetic, tmp_path):
     mean_area = Statistic(
         "mean_Area_per_pixel", weight_by="attribute", attribute="Area", aggregate="mean",

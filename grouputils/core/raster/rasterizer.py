@@ -30,7 +30,7 @@ from grouputils.core.errors import InputError
 from grouputils.core.layout import Layout
 from grouputils.core.raster.geotiff import read_geotiff, write_geotiff
 from grouputils.core.raster.pyramid import place_children, resample_children
-from grouputils.core.raster.statistics import compute_statistics
+from grouputils.core.raster.statistics import compute_statistics, needed_columns
 from grouputils.core.raster.summary import geotiff_summary
 from grouputils.core.staging import read_staged_tile
 from grouputils.core.tiles import Tiles, tile_from_path, tile_to_str, unique_tiles
@@ -121,7 +121,7 @@ class RasterTiler:
         tile = tile_from_path(path)
         if tile.z != self.config.z:
             raise InputError(path, f"is a zoom-{tile.z} tile but staging is at z={self.config.z}")
-        frame = read_staged_tile(path, self.config)
+        frame = read_staged_tile(path, self.config, columns=needed_columns(self.config))
         result = compute_statistics(frame, self.tiles.bounds(tile), self.config, path)
         tags = {
             "kind": "rasterized",

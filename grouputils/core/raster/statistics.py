@@ -38,7 +38,7 @@ from grouputils.core.errors import InputError
 from grouputils.core.raster.coverage import centroid_pixels, coverage_fraction
 from grouputils.core.statistic import Statistic
 
-__all__ = ["zero_when_empty", "TileStatistics", "compute_statistics"]
+__all__ = ["zero_when_empty", "TileStatistics", "compute_statistics", "needed_columns"]
 
 _NEEDED_COLUMNS: tuple[str, ...] = (
     "staging_centroid_x",
@@ -96,6 +96,17 @@ class TileStatistics:
     n_rows: int
     n_counted: int
     n_duplicated: int
+
+
+def needed_columns(config: Config) -> tuple[str, ...]:
+    """The staged columns :func:`compute_statistics` reads for ``config``'s statistics.
+
+    The staging columns it needs and the attributes of attribute-weighted
+    statistics; geometry aside. Reading only these halves the reading of a
+    staged tile (its input attributes are most of its columns).
+    """
+    attributes = [s.attribute for s in config.statistics if s.attribute is not None]
+    return tuple(dict.fromkeys([*_NEEDED_COLUMNS, *attributes]))
 
 
 def compute_statistics(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +199,9 @@ def staged_fingerprint(path: Path) -> str | None:
     return None if value is None else str(value)
 
 
-def read_staged_tile(path: str | Path, config: Config) -> gpd.GeoDataFrame:
+def read_staged_tile(
+    path: str | Path, config: Config, columns: Sequence[str] | None = None
+) -> gpd.GeoDataFrame:
     """Read a finalized staged tile, refusing ones that are missing, broken or stale.
 
     Parameters
@@ -208,6 +210,10 @@ def read_staged_tile(path: str | Path, config: Config) -> gpd.GeoDataFrame:
         ``staged/<TMS>/<z>/<x>/<y>.gpkg``.
     config : Config
         The run's settings (to find the tile's staging parts).
+    columns : sequence of str, optional
+        Read only these columns (and the geometry); names the file lacks are
+        left out. Default: every column. The file must hold every staging
+        column either way.
 
     Returns
     -------
@@ -239,11 +245,16 @@ def read_staged_tile(path: str | Path, config: Config) -> gpd.GeoDataFrame:
         raise NotFinalizedError(
             path, "its inputs changed since it was finalized: run stager.finalize()"
         )
-    try:
-        gdf = pyogrio.read_dataframe(path, layer=STAGED_LAYER, use_arrow=True)
-    except Exception as e:
-        raise InputError(path, f"cannot be read ({e})") from e
-    missing = [c for c in STAGING_COLUMNS if c not in gdf.columns]
+    missing = [c for c in STAGING_COLUMNS if c not in set(info.get("fields", ()))]
     if missing:
         raise InputError(path, f"lacks staging columns {missing}")
+    try:
+        gdf = pyogrio.read_dataframe(
+            path,
+            layer=STAGED_LAYER,
+            use_arrow=True,
+            columns=None if columns is None else list(columns),
+        )
+    except Exception as e:
+        raise InputError(path, f"cannot be read ({e})") from e
     return gdf
