@@ -175,6 +175,12 @@ class ChunkProcessor:
             self.tms_to_ll,
         )
         poly_idx, tx, ty, within, row_geoms, cx, cy = rows
+        # rows grouped by tile (stable: polygon order within a tile), the order the
+        # parts are written in, so the attributes are taken once, already in it
+        by_tile = np.lexsort((ty, tx))
+        poly_idx, tx, ty, within, row_geoms = (
+            a[by_tile] for a in (poly_idx, tx, ty, within, row_geoms)
+        )
         if self.metric_source:
             # the areal scale at each polygon's centroid, from the TMS centroids
             # placement computed anyway: a second centroid of every polygon, in

@@ -210,7 +210,9 @@ class PartsStore:
         tile_y = table.column(TILE_Y).to_numpy()
         within = table.column("staging_centroid_within_tile").to_numpy(zero_copy_only=False)
         order = np.lexsort((tile_y, tile_x))
-        table = table.take(pa.array(order)).drop_columns([TILE_X, TILE_Y])
+        if np.any(order[1:] < order[:-1]):  # ChunkProcessor's rows come grouped already
+            table = table.take(pa.array(order))
+        table = table.drop_columns([TILE_X, TILE_Y])
         tx, ty, w = tile_x[order], tile_y[order], within[order]
         starts = np.flatnonzero(np.r_[True, (tx[1:] != tx[:-1]) | (ty[1:] != ty[:-1])])
         ends = np.r_[starts[1:], len(tx)]
