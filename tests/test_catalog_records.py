@@ -25,6 +25,7 @@ import pytest
 import rasterio
 
 from grouputils.core.acquisition import (
+    parse_acquisition,
     span_from_json,
     span_to_json,
     staged_span,
@@ -199,6 +200,32 @@ def test_recorded_spans_are_those_read_back_from_the_staged_tiles(run: Config) -
         assert table_span(table) == staged_span(path)
         dated += staged_span(path) is not None
     assert dated == len(rows) > 0
+
+
+def test_a_tables_span_is_the_span_of_its_rows_with_nulls_and_repeats() -> None:
+    """table_span over the distinct (Date, Time, filename) rows equals parsing every row."""
+    import pyarrow as pa
+
+    rows = [
+        ("2019-09-03", "21:10:05", "a_WV03_20190903.gpkg"),
+        ("2019-09-03", "21:10:05", "a_WV03_20190903.gpkg"),
+        (None, None, "b_WV02_20170711.gpkg"),
+        ("2020-08-16", None, "c.gpkg"),
+        (None, "10:00:00", None),
+        ("2015-08-14", "08:01:02", None),
+    ]
+    date, time_, name = (list(c) for c in zip(*rows, strict=True))
+    table = pa.table({"Date": date, "Time": time_, "staging_filename": name})
+
+    def expected(some):
+        dated = [w for w in (parse_acquisition(d, t, n) for d, t, n in some) if w is not None]
+        return (min(dated), max(dated)) if dated else None
+
+    assert expected(rows) is not None
+    assert table_span(table) == expected(rows)
+    for k in range(len(rows)):
+        assert table_span(table.slice(k, 1)) == expected(rows[k : k + 1])
+    assert table_span(table.slice(0, 0)) is None
 
 
 def test_an_adopted_staged_tile_records_its_span(run: Config, tmp_path: Path) -> None:
