@@ -204,14 +204,12 @@ class ChunkProcessor:
             "staging_centroid_y": pa.array(cy[poly_idx]),
             "staging_area": pa.array(area[poly_idx]),
             "staging_id": ids,
-            "staging_filename": pa.array(
-                np.full(len(poly_idx), self.filename, dtype=object), type=pa.string()
-            ),
+            "staging_filename": pa.repeat(pa.scalar(self.filename, pa.string()), len(poly_idx)),
             "staging_tile": pa.array(tile_str, type=pa.string()),
             "staging_centroid_within_tile": pa.array(within),
             "staging_duplicated": pa.array(np.zeros(len(poly_idx), dtype=bool)),
             "geometry": pa.array(shapely.to_wkb(row_geoms), type=pa.binary()),
-            SOURCE: pa.array(np.full(len(poly_idx), self.key, dtype=object), type=pa.string()),
+            SOURCE: pa.repeat(pa.scalar(self.key, pa.string()), len(poly_idx)),
             FID: pa.array(fids[poly_idx]),
             GTYPE: pa.array(shapely.get_type_id(row_geoms).astype("i1")),
             TILE_X: pa.array(tx),
