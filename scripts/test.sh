@@ -19,6 +19,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 bash scripts/setup.sh
 # lint and types (settings in pyproject.toml: [tool.ruff], [tool.mypy] checks grouputils/)
-.venv/bin/ruff check grouputils benchmarks/bench_bookkeeping.py benchmarks/bench_whole.py
+.venv/bin/ruff check grouputils benchmarks/bench_bookkeeping.py benchmarks/bench_whole.py benchmarks/bench_goals.py
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
